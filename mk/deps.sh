@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian packages tlsgate builds and tests with, when any is
+# missing.  Needs root (or passwordless sudo) only when something is missing.
+set -eu
+pkgs="gcc make pkg-config libevent-dev libssl-dev libinih-dev libsystemd-dev
+      libcmocka-dev clang libclang-rt-14-dev curl openssl ca-certificates
+      gnutls-bin nginx-light python3 procps iproute2"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing:$missing"
+if [ "$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO="sudo -n"; else
+	echo "deps: missing packages:$missing (run as root to install them)" >&2; exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the lists once if they are empty or a first attempt fails.
+if ! $SUDO apt-get install -y -q --no-install-recommends $missing; then
+	$SUDO apt-get update -q
+	$SUDO apt-get install -y -q --no-install-recommends $missing
+fi

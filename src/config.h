@@ -1,0 +1,97 @@
+/*
+ * config: the INI file (read with inih) turned into a validated, immutable
+ * struct config.  Reload builds a new one; sessions in flight keep a
+ * reference to the one they started with.
+ */
+#ifndef TLSGATE_CONFIG_H
+#define TLSGATE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/tlsgate/tlsgate.conf"
+/* inih's line buffer; a longer line is rejected, never split. */
+#define CONFIG_MAX_LINE 4096
+#define CONFIG_MAX_ROUTES 256
+
+enum config_log_level {
+	CONFIG_LOG_ERROR = 0,
+	CONFIG_LOG_WARNING,
+	CONFIG_LOG_INFO,
+	CONFIG_LOG_DEBUG,
+};
+
+/** One `[route NAME]` section.  Every string is owned by the config. */
+struct route {
+	char *name;           /* NAME of `[route NAME]` */
+	int line;             /* line of the section header, for messages */
+
+	/* `listen`: the address devices connect to, as written and parsed. */
+	char *listen;
+	struct sockaddr_storage listen_addr;
+	socklen_t listen_addrlen;
+
+	/* `upstream = host:port` (host may be a name, an IPv4 address or
+	 * [IPv6]); port defaults to 443. */
+	char *upstream_host;
+	uint16_t upstream_port;
+
+	char *host;            /* `host`, default upstream_host */
+	char *sni;             /* `sni`, default host */
+	int verify;            /* `verify`, default 1 */
+	char *ca_file;         /* default /etc/ssl/certs/ca-certificates.crt */
+	char *client_cert;     /* NULL when unset; set with client_key */
+	char *client_key;
+	int connect_timeout;   /* seconds, default 10 */
+	int upstream_timeout;  /* seconds, default 90 */
+
+	/* Routes sharing a listen address are told apart by these; NULL when
+	 * unset.  match_host is an exact name or "*.suffix" (lower-cased);
+	 * match_path is a prefix starting with '/'. */
+	char *match_host;
+	char *match_path;
+};
+
+/** The whole validated configuration; immutable once loaded. */
+struct config {
+	char *path;              /* file it was read from */
+	int log_level;           /* enum config_log_level, default INFO */
+	int max_clients;         /* default 4096 */
+	int header_timeout;      /* seconds, default 10 */
+	int idle_timeout;        /* seconds, default 60 */
+	size_t max_header_size;  /* bytes, default 16384 */
+	size_t max_body_size;    /* bytes, default 65536; 0 = unlimited */
+
+	struct route *routes;    /* in file order */
+	size_t nroutes;          /* at least 1 */
+	int refcnt;              /* owned by config_ref/config_unref */
+};
+
+/**
+ * Reads and validates the file at `path`.  Returns a new config with a
+ * reference count of 1, or NULL with a one-line message "FILE:LINE: what"
+ * (or "FILE: what" when no line applies) written to err[errlen].
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+
+/**
+ * Same as config_load, from text[len] in memory; `name` stands for the
+ * file name in messages.  Used by the tests and the fuzz target.
+ */
+struct config *config_parse(const char *name, const char *text, size_t len,
+    char *err, size_t errlen);
+
+/** Takes one more reference; returns cfg. */
+struct config *config_ref(struct config *cfg);
+
+/** Drops one reference, freeing everything at zero.  NULL is a no-op. */
+void config_unref(struct config *cfg);
+
+/** The route called `name`, or NULL. */
+const struct route *config_route(const struct config *cfg, const char *name);
+
+/** "error", "warning", "info" or "debug". */
+const char *config_log_level_name(int level);
+
+#endif
