@@ -17,6 +17,9 @@
 #define HTTP1_MAX_TARGET      8192  /* longer request-target: 414 */
 #define HTTP1_MAX_CHUNK_LINE  4096  /* chunk-size line with extensions */
 #define HTTP1_MAX_TRAILERS    8192  /* bytes of trailer section */
+/* Largest Content-Length or chunk size accepted (2^63 - 1, so that it fits
+   an off_t); anything larger is malformed (RFC 9110 §8.6, RFC 9112 §7.1). */
+#define HTTP1_MAX_LENGTH      INT64_MAX
 
 /** A slice of the caller's buffer; not NUL-terminated. */
 struct http1_str {
@@ -34,6 +37,8 @@ struct http1_str {
 #define HTTP1_HDR_EXPECT     0x08 /* Expect */
 #define HTTP1_HDR_VIA        0x10 /* Via */
 #define HTTP1_HDR_XFF        0x20 /* X-Forwarded-For */
+#define HTTP1_HDR_TE         0x40 /* Transfer-Encoding (also HOP) */
+#define HTTP1_HDR_CONN       0x80 /* Connection (also HOP) */
 
 struct http1_header {
 	struct http1_str name;
@@ -87,7 +92,11 @@ struct http1_response {
  * needed; or a negative HTTP status when the request must be refused:
  * -400 (malformed, smuggling attempt), -414 (target longer than
  * HTTP1_MAX_TARGET), -431 (head larger than max_head or too many fields),
- * -501 (a transfer coding other than chunked), -505 (not HTTP/1.x).
+ * -501 (a transfer coding other than chunked, or the CONNECT method),
+ * -505 (not HTTP/1.x).  Faults are reported as soon as the bytes that show
+ * them have arrived, before the head is complete.  Each call re-reads the
+ * head from buf[0]; *req may be reused between calls.  The rules are in
+ * docs/http1.md.
  */
 long http1_parse_request(const char *buf, size_t len, size_t max_head,
     struct http1_request *req);
@@ -98,7 +107,8 @@ long http1_parse_request(const char *buf, size_t len, size_t max_head,
  * parse as complete heads with framing NONE; the caller reads the next one.
  *
  * Returns the head length, 0 for more, or -502 when the response is
- * malformed or its head is larger than max_head.
+ * malformed, its head is larger than max_head or has more than
+ * HTTP1_MAX_HEADERS fields, or it is a 101 (we never ask to upgrade).
  */
 long http1_parse_response(const char *buf, size_t len, size_t max_head,
     int head_request, struct http1_response *resp);
@@ -128,7 +138,7 @@ enum http1_chunk_status {
 	HTTP1_CHUNK_DONE = 2,     /* last chunk and trailers consumed */
 };
 
-/** Resets the decoder for a new message. */
+/** Resets the decoder for a new message (a zeroed struct is reset too). */
 void http1_chunked_init(struct http1_chunked *c);
 
 /**
@@ -137,13 +147,17 @@ void http1_chunked_init(struct http1_chunked *c);
  * payload bytes are in[*data_off .. *data_off + *data_len), inside the
  * consumed part; call again with the rest of the input.  DONE means the
  * message ended after *consumed bytes (the rest belongs to the next
- * message).  Trailer fields are checked for syntax and discarded.
+ * message).  Trailer fields are checked for syntax and discarded.  ERROR
+ * and DONE stay until http1_chunked_init().
  */
 enum http1_chunk_status http1_chunked_feed(struct http1_chunked *c,
     const char *in, size_t len, size_t *consumed, size_t *data_off,
     size_t *data_len);
 
-/** The reason phrase we send for a status code ("Bad Request"). */
+/**
+ * The reason phrase we send for a status code ("Bad Request"): a static
+ * string, "" for a code we do not know (an empty reason is valid).
+ */
 const char *http1_reason(int status);
 
 #endif
