@@ -14,6 +14,8 @@
 /* inih's line buffer; a longer line is rejected, never split. */
 #define CONFIG_MAX_LINE 4096
 #define CONFIG_MAX_ROUTES 256
+/* A larger configuration file is rejected before it is parsed. */
+#define CONFIG_MAX_FILE (1024 * 1024)
 
 enum config_log_level {
 	CONFIG_LOG_ERROR = 0,
@@ -91,7 +93,29 @@ void config_unref(struct config *cfg);
 /** The route called `name`, or NULL. */
 const struct route *config_route(const struct config *cfg, const char *name);
 
-/** "error", "warning", "info" or "debug". */
+/** "error", "warning", "info" or "debug" ("unknown" for any other value). */
 const char *config_log_level_name(int level);
+
+/**
+ * The route for a request that arrived on the listen address addr
+ * (addrlen bytes, as from getsockname) with Host field value
+ * host[hostlen] and request-target path path[pathlen] (neither needs a
+ * NUL; either may be NULL with length 0).  A port or trailing dot in host
+ * and a "?query" in path are ignored.  Among the routes on that address
+ * whose match_host and match_path both match (an unset key matches
+ * anything): an exact match_host beats the longest "*.suffix", which
+ * beats no match_host; then the longest match_path wins.  Returns a
+ * route owned by cfg, or NULL when none matches (answer 404).
+ */
+const struct route *config_match(const struct config *cfg,
+    const struct sockaddr *addr, socklen_t addrlen, const char *host,
+    size_t hostlen, const char *path, size_t pathlen);
+
+/**
+ * Name of the i-th key of the configuration table, or NULL when i is past
+ * the end; *section (if not NULL) is set to "gateway" or "route".  Lets the
+ * tests check that the manual documents every key.  Static strings.
+ */
+const char *config_key_name(size_t i, const char **section);
 
 #endif

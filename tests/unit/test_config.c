@@ -1,0 +1,768 @@
+/*
+ * Unit tests of src/config.c: every key's default and happy path, every
+ * error class with its exact FILE:LINE message, the line-length limit,
+ * and a check that the manual documents every key of the table.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+#define NAME "tlsgate.conf"
+#define ROUTE "[route r]\nlisten = 127.0.0.1:8080\nupstream = up.example\n"
+
+static char err[1024];
+
+static struct config *
+parse(const char *text)
+{
+	return config_parse(NAME, text, strlen(text), err, sizeof(err));
+}
+
+/* text must fail with exactly `want`. */
+static void
+expect_error(const char *text, const char *want)
+{
+	struct config *cfg = parse(text);
+
+	if (cfg != NULL)
+		config_unref(cfg);
+	assert_null(cfg);
+	assert_string_equal(err, want);
+}
+
+static struct config *
+expect_ok(const char *text)
+{
+	struct config *cfg = parse(text);
+
+	if (cfg == NULL)
+		fail_msg("unexpected error: %s", err);
+	return cfg;
+}
+
+/* A file text with one line of `n` bytes: "match_path = /aaa...". */
+static char *
+long_line(size_t n)
+{
+	const char *head = ROUTE "match_path = /";
+	size_t hl = strlen(head), key = strlen("match_path = ");
+	char *s = malloc(hl + n + 16);
+
+	assert_non_null(s);
+	assert_true(n > key + 1);
+	memcpy(s, head, hl);
+	memset(s + hl, 'a', n - key - 1);
+	strcpy(s + hl + n - key - 1, "\n");
+	return s;
+}
+
+static void
+test_defaults(void **state)
+{
+	struct config *cfg = expect_ok(ROUTE);
+	const struct route *r;
+
+	(void)state;
+	assert_string_equal(cfg->path, NAME);
+	assert_int_equal(cfg->log_level, CONFIG_LOG_INFO);
+	assert_int_equal(cfg->max_clients, 4096);
+	assert_int_equal(cfg->header_timeout, 10);
+	assert_int_equal(cfg->idle_timeout, 60);
+	assert_int_equal(cfg->max_header_size, 16384);
+	assert_int_equal(cfg->max_body_size, 65536);
+	assert_int_equal(cfg->nroutes, 1);
+	assert_int_equal(cfg->refcnt, 1);
+	r = config_route(cfg, "r");
+	assert_non_null(r);
+	assert_null(config_route(cfg, "x"));
+	assert_int_equal(r->line, 1);
+	assert_string_equal(r->listen, "127.0.0.1:8080");
+	assert_string_equal(r->upstream_host, "up.example");
+	assert_int_equal(r->upstream_port, 443);
+	assert_string_equal(r->host, "up.example");
+	assert_string_equal(r->sni, "up.example");
+	assert_int_equal(r->verify, 1);
+	assert_string_equal(r->ca_file, "/etc/ssl/certs/ca-certificates.crt");
+	assert_null(r->client_cert);
+	assert_null(r->client_key);
+	assert_int_equal(r->connect_timeout, 10);
+	assert_int_equal(r->upstream_timeout, 90);
+	assert_null(r->match_host);
+	assert_null(r->match_path);
+	config_unref(cfg);
+}
+
+static void
+test_every_key(void **state)
+{
+	struct config *cfg;
+	const struct route *r;
+	const struct sockaddr_in *sin;
+
+	(void)state;
+	cfg = expect_ok(
+	    "[gateway]\n"
+	    "log_level = debug\n"
+	    "max_clients = 1000000\n"
+	    "header_timeout = 1\n"
+	    "idle_timeout = 86400\n"
+	    "max_header_size = 1k\n"
+	    "max_body_size = 0\n"
+	    "[route a-b_c.1]\n"
+	    "listen = 127.0.0.1:8081\n"
+	    "upstream = Cloud.Example.com:8443\n"
+	    "host = api.example.com\n"
+	    "sni = tls.example.com\n"
+	    "verify = off\n"
+	    "ca_file = /etc/ssl/certs/ca-certificates.crt\n"
+	    "client_cert = /etc/hostname\n"
+	    "client_key = /etc/hostname\n"
+	    "connect_timeout = 2\n"
+	    "upstream_timeout = 300\n"
+	    "match_host = *.Example.COM\n"
+	    "match_path = /v1/\n");
+	assert_int_equal(cfg->log_level, CONFIG_LOG_DEBUG);
+	assert_int_equal(cfg->max_clients, 1000000);
+	assert_int_equal(cfg->header_timeout, 1);
+	assert_int_equal(cfg->idle_timeout, 86400);
+	assert_int_equal(cfg->max_header_size, 1024);
+	assert_int_equal(cfg->max_body_size, 0);
+	r = config_route(cfg, "a-b_c.1");
+	assert_non_null(r);
+	assert_int_equal(r->line, 8);
+	sin = (const struct sockaddr_in *)&r->listen_addr;
+	assert_int_equal(sin->sin_family, AF_INET);
+	assert_int_equal(ntohs(sin->sin_port), 8081);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+	assert_int_equal(r->listen_addrlen, sizeof(struct sockaddr_in));
+	assert_string_equal(r->upstream_host, "Cloud.Example.com");
+	assert_int_equal(r->upstream_port, 8443);
+	assert_string_equal(r->host, "api.example.com");
+	assert_string_equal(r->sni, "tls.example.com");
+	assert_int_equal(r->verify, 0);
+	assert_string_equal(r->client_cert, "/etc/hostname");
+	assert_string_equal(r->client_key, "/etc/hostname");
+	assert_int_equal(r->connect_timeout, 2);
+	assert_int_equal(r->upstream_timeout, 300);
+	assert_string_equal(r->match_host, "*.example.com");
+	assert_string_equal(r->match_path, "/v1/");
+	config_unref(cfg);
+}
+
+static void
+test_bools_enums_sizes(void **state)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1", "YES" };
+	static const char *const no[] = { "no", "false", "off", "0", "Off" };
+	static const char *const levels[] = { "error", "warning", "info",
+	    "debug" };
+	char text[256];
+	struct config *cfg;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 5; i++) {
+		snprintf(text, sizeof(text), ROUTE "verify = %s\n", yes[i]);
+		cfg = expect_ok(text);
+		assert_int_equal(cfg->routes[0].verify, 1);
+		config_unref(cfg);
+		snprintf(text, sizeof(text), ROUTE "verify = %s\n", no[i]);
+		cfg = expect_ok(text);
+		assert_int_equal(cfg->routes[0].verify, 0);
+		config_unref(cfg);
+	}
+	for (i = 0; i < 4; i++) {
+		snprintf(text, sizeof(text), "[gateway]\nlog_level = %s\n"
+		    ROUTE, levels[i]);
+		cfg = expect_ok(text);
+		assert_int_equal(cfg->log_level, (int)i);
+		assert_string_equal(config_log_level_name(cfg->log_level),
+		    levels[i]);
+		config_unref(cfg);
+	}
+	assert_string_equal(config_log_level_name(7), "unknown");
+	cfg = expect_ok("[gateway]\nmax_body_size = 1g\nmax_header_size = "
+	    "1M\n" ROUTE);
+	assert_int_equal(cfg->max_body_size, 1ULL << 30);
+	assert_int_equal(cfg->max_header_size, 1 << 20);
+	config_unref(cfg);
+	cfg = expect_ok("[gateway]\nmax_body_size = 1099511627776\n" ROUTE);
+	assert_int_equal(cfg->max_body_size, 1ULL << 40);
+	config_unref(cfg);
+
+	expect_error(ROUTE "verify = maybe\n",
+	    NAME ":4: verify: \"maybe\" is not yes or no");
+	expect_error("[gateway]\nlog_level = warn\n",
+	    NAME ":2: log_level: \"warn\" is not one of error, warning, "
+	    "info, debug");
+}
+
+/* Every numeric bound, hit from both sides. */
+static void
+test_bounds(void **state)
+{
+	(void)state;
+	expect_error("[gateway]\nmax_clients = 0\n",
+	    NAME ":2: max_clients: 0 is below the minimum 1");
+	expect_error("[gateway]\nmax_clients = 1000001\n",
+	    NAME ":2: max_clients: 1000001 is above the maximum 1000000");
+	expect_error("[gateway]\nheader_timeout = 0\n",
+	    NAME ":2: header_timeout: 0 is below the minimum 1");
+	expect_error("[gateway]\nidle_timeout = 86401\n",
+	    NAME ":2: idle_timeout: 86401 is above the maximum 86400");
+	expect_error("[gateway]\nmax_header_size = 1023\n",
+	    NAME ":2: max_header_size: 1023 is below the minimum 1024");
+	expect_error("[gateway]\nmax_header_size = 1048577\n",
+	    NAME ":2: max_header_size: 1048577 is above the maximum 1048576");
+	expect_error("[gateway]\nmax_body_size = 1099511627777\n",
+	    NAME ":2: max_body_size: 1099511627777 is above the maximum "
+	    "1099511627776");
+	expect_error("[gateway]\nmax_body_size = 2048g\n",
+	    NAME ":2: max_body_size: 2048g is above the maximum "
+	    "1099511627776");
+	expect_error("[gateway]\nmax_body_size = 99999999999999999999999\n",
+	    NAME ":2: max_body_size: 99999999999999999999999 is above the "
+	    "maximum 1099511627776");
+	expect_error(ROUTE "connect_timeout = 0\n",
+	    NAME ":4: connect_timeout: 0 is below the minimum 1");
+	expect_error(ROUTE "upstream_timeout = 86401\n",
+	    NAME ":4: upstream_timeout: 86401 is above the maximum 86400");
+	expect_error("[gateway]\nmax_clients = -1\n",
+	    NAME ":2: max_clients: \"-1\" is not a number");
+	expect_error("[gateway]\nmax_clients = 0x10\n",
+	    NAME ":2: max_clients: \"0x10\" is not a number");
+	expect_error("[gateway]\nmax_clients = 1k\n",
+	    NAME ":2: max_clients: \"1k\" is not a number");
+	expect_error("[gateway]\nmax_clients =\n",
+	    NAME ":2: max_clients: missing value");
+}
+
+static void
+test_listen_forms(void **state)
+{
+	struct config *cfg;
+	const struct sockaddr_in6 *sin6;
+	struct in6_addr lo = IN6ADDR_LOOPBACK_INIT;
+
+	(void)state;
+	cfg = expect_ok("[route r]\nlisten = [::1]:8080\nupstream = u.example\n");
+	sin6 = (const struct sockaddr_in6 *)&cfg->routes[0].listen_addr;
+	assert_int_equal(sin6->sin6_family, AF_INET6);
+	assert_int_equal(ntohs(sin6->sin6_port), 8080);
+	assert_memory_equal(&sin6->sin6_addr, &lo, sizeof(lo));
+	assert_int_equal(cfg->routes[0].listen_addrlen, sizeof(*sin6));
+	config_unref(cfg);
+	cfg = expect_ok("[route r]\nlisten = 0.0.0.0:65535\nupstream = u.example\n");
+	config_unref(cfg);
+
+#define BAD_LISTEN(v, msg) expect_error("[route r]\nlisten = " v "\n", \
+	    NAME ":2: listen: " msg)
+	BAD_LISTEN("localhost:8080",
+	    "\"localhost\" is not a numeric IPv4 address");
+	BAD_LISTEN("127.0.0.1", "\"127.0.0.1\" needs a port of 1-65535 after "
+	    "the address");
+	BAD_LISTEN("127.0.0.1:0", "\"127.0.0.1:0\" needs a port of 1-65535 "
+	    "after the address");
+	BAD_LISTEN("127.0.0.1:65536", "\"127.0.0.1:65536\" needs a port of "
+	    "1-65535 after the address");
+	BAD_LISTEN("127.0.0.1:http", "\"127.0.0.1:http\" needs a port of "
+	    "1-65535 after the address");
+	BAD_LISTEN("::1:8080", "\"::1:8080\": an IPv6 address must be "
+	    "written in brackets: [ADDR]:PORT");
+	BAD_LISTEN("[::1]8080", "\"[::1]8080\" is not [IPV6]:PORT");
+	BAD_LISTEN("[::1:8080", "\"[::1:8080\" is not [IPV6]:PORT");
+	BAD_LISTEN("[127.0.0.1]:80", "\"127.0.0.1\" is not a numeric IPv6 "
+	    "address");
+	BAD_LISTEN("256.1.1.1:80", "\"256.1.1.1:80\": not a host name or "
+	    "IPv4 address");
+	BAD_LISTEN(":8080", "\":8080\": not a host name or IPv4 address");
+#undef BAD_LISTEN
+}
+
+static void
+test_upstream_forms(void **state)
+{
+	static const struct {
+		const char *v, *host, *hosthdr, *sni;
+		unsigned port;
+	} ok[] = {
+		{ "up.example", "up.example", "up.example", "up.example", 443 },
+		{ "up.example:443", "up.example", "up.example", "up.example",
+		    443 },
+		{ "up.example:8443", "up.example", "up.example:8443",
+		    "up.example", 8443 },
+		{ "192.0.2.1", "192.0.2.1", "192.0.2.1", "192.0.2.1", 443 },
+		{ "[2001:db8::1]", "2001:db8::1", "[2001:db8::1]",
+		    "2001:db8::1", 443 },
+		{ "[::1]:1", "::1", "[::1]:1", "::1", 1 },
+	};
+	char text[256];
+	struct config *cfg;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(text, sizeof(text), "[route r]\nlisten = 127.0.0.1:1\n"
+		    "upstream = %s\n", ok[i].v);
+		cfg = expect_ok(text);
+		assert_string_equal(cfg->routes[0].upstream_host, ok[i].host);
+		assert_int_equal(cfg->routes[0].upstream_port, ok[i].port);
+		assert_string_equal(cfg->routes[0].host, ok[i].hosthdr);
+		assert_string_equal(cfg->routes[0].sni, ok[i].sni);
+		config_unref(cfg);
+	}
+	/* sni defaults to host without its port */
+	cfg = expect_ok(ROUTE "host = h.example:8080\n");
+	assert_string_equal(cfg->routes[0].host, "h.example:8080");
+	assert_string_equal(cfg->routes[0].sni, "h.example");
+	config_unref(cfg);
+
+#define BAD_UP(v, msg) expect_error("[route r]\nupstream = " v "\n", \
+	    NAME ":2: upstream: " msg)
+	BAD_UP("up.example:0", "\"0\" is not a port of 1-65535");
+	BAD_UP("up.example:", "\"\" is not a port of 1-65535");
+	BAD_UP("up.example:99999", "\"99999\" is not a port of 1-65535");
+	BAD_UP("2001:db8::1", "\"2001:db8::1\": an IPv6 address must be "
+	    "written in brackets: [ADDR]:PORT");
+	BAD_UP("[2001:db8::1", "\"[2001:db8::1\": missing ']' after the IPv6 "
+	    "address");
+	BAD_UP("[up.example]:443", "\"[up.example]:443\": not an IPv6 "
+	    "address between [ and ]");
+	BAD_UP("up_example", "\"up_example\": not a host name or IPv4 "
+	    "address");
+	BAD_UP("-up.example", "\"-up.example\": not a host name or IPv4 "
+	    "address");
+	BAD_UP("up..example", "\"up..example\": not a host name or IPv4 "
+	    "address");
+	BAD_UP("https://up.example", "\"https://up.example\": write "
+	    "HOST[:PORT], not a URL");
+#undef BAD_UP
+	expect_error(ROUTE "host = a b\n", NAME ":4: host: \"a b\": not a "
+	    "host name or IPv4 address");
+	expect_error(ROUTE "sni = 1.2.3.4:443\n", NAME ":4: sni: "
+	    "\"1.2.3.4:443\" is not a host name or IP address");
+}
+
+static void
+test_match_keys(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = expect_ok(ROUTE "match_host = *.Example.com\nmatch_path = /v1\n");
+	assert_string_equal(cfg->routes[0].match_host, "*.example.com");
+	assert_string_equal(cfg->routes[0].match_path, "/v1");
+	config_unref(cfg);
+	cfg = expect_ok(ROUTE "match_host = Dev.Example\n");
+	assert_string_equal(cfg->routes[0].match_host, "dev.example");
+	config_unref(cfg);
+	expect_error(ROUTE "match_host = *example.com\n", NAME ":4: "
+	    "match_host: \"*example.com\" is not a host name or *.suffix");
+	expect_error(ROUTE "match_host = *.\n", NAME ":4: "
+	    "match_host: \"*.\" is not a host name or *.suffix");
+	expect_error(ROUTE "match_host = a.*.com\n", NAME ":4: "
+	    "match_host: \"a.*.com\" is not a host name or *.suffix");
+	expect_error(ROUTE "match_path = v1\n", NAME ":4: match_path: \"v1\" "
+	    "does not start with '/'");
+	expect_error(ROUTE "match_path = /v1?x\n", NAME ":4: match_path: "
+	    "\"/v1?x\" contains white space, '?' or '#'");
+}
+
+static void
+test_routing(void **state)
+{
+	struct config *cfg;
+	struct sockaddr_in a;
+	const struct route *r;
+
+	(void)state;
+	cfg = expect_ok(
+	    "[route any]\nlisten = 127.0.0.1:8080\nupstream = any.example\n"
+	    "[route wild]\nlisten = 127.0.0.1:8080\nupstream = w.example\n"
+	    "match_host = *.example.com\n"
+	    "[route deep]\nlisten = 127.0.0.1:8080\nupstream = d.example\n"
+	    "match_host = *.b.example.com\n"
+	    "[route exact]\nlisten = 127.0.0.1:8080\nupstream = e.example\n"
+	    "match_host = a.example.com\n"
+	    "[route path]\nlisten = 127.0.0.1:8080\nupstream = p.example\n"
+	    "match_path = /v1/\n"
+	    "[route other]\nlisten = 127.0.0.1:9090\nupstream = o.example\n"
+	    "match_host = only.example\n");
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons(8080);
+	a.sin_addr.s_addr = htonl(0x7f000001);
+#define M(h, p) config_match(cfg, (struct sockaddr *)&a, sizeof(a), h, \
+	    strlen(h), p, strlen(p))
+	assert_string_equal(M("x.example.org", "/")->name, "any");
+	assert_string_equal(M("x.example.org", "/v1/telemetry?ct=30")->name,
+	    "path");
+	assert_string_equal(M("x.example.org", "/v1?x=/v1/")->name, "any");
+	assert_string_equal(M("x.example.com", "/v1/t")->name, "wild");
+	assert_string_equal(M("X.B.Example.COM:8080", "/")->name, "deep");
+	assert_string_equal(M("a.example.com.", "/")->name, "exact");
+	assert_string_equal(M("example.com", "/")->name, "any");
+	assert_string_equal(M("[::1]:8080", "/")->name, "any");
+	r = config_match(cfg, (struct sockaddr *)&a, sizeof(a), NULL, 0,
+	    NULL, 0);
+	assert_string_equal(r->name, "any");
+	a.sin_port = htons(9090);
+	assert_null(M("x.example.org", "/"));
+	assert_string_equal(M("only.example", "/")->name, "other");
+	a.sin_port = htons(1);
+	assert_null(M("only.example", "/"));
+#undef M
+	config_unref(cfg);
+}
+
+static void
+test_syntax(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	/* comments, inline comments, blank lines, CRLF, indented comments */
+	cfg = expect_ok(
+	    "; comment\r\n"
+	    "# comment\r\n"
+	    "\r\n"
+	    "   ; indented comment\r\n"
+	    "[gateway]   ; section comment\r\n"
+	    "max_clients = 12 ; inline\r\n"
+	    "idle_timeout = 13 # inline too\r\n"
+	    "[route  r ]\r\n"
+	    "listen = 127.0.0.1:8080\r\n"
+	    "upstream = up.example\r\n"
+	    "match_path = /a;b\r\n"
+	    "client_cert = ; empty is unset\r\n"
+	    "client_key =\r\n"
+	    "ca_file =\r\n");
+	assert_int_equal(cfg->max_clients, 12);
+	assert_int_equal(cfg->idle_timeout, 13);
+	assert_non_null(config_route(cfg, "r"));
+	assert_string_equal(cfg->routes[0].match_path, "/a;b");
+	assert_null(cfg->routes[0].client_cert);
+	assert_string_equal(cfg->routes[0].ca_file,
+	    "/etc/ssl/certs/ca-certificates.crt");
+	config_unref(cfg);
+
+	/* a BOM at the start is skipped; anywhere else it is text */
+	cfg = expect_ok("\xef\xbb\xbf" ROUTE);
+	config_unref(cfg);
+	expect_error(ROUTE "\xef\xbb\xbfverify = yes\n", NAME ":4: unknown "
+	    "key \"\xef\xbb\xbfverify\" in [route r]");
+	/* no final newline */
+	cfg = expect_ok("[route r]\nlisten = 127.0.0.1:8080\nupstream = u.x");
+	config_unref(cfg);
+	/* inih's key: value form */
+	cfg = expect_ok(ROUTE "connect_timeout: 7\n");
+	assert_int_equal(cfg->routes[0].connect_timeout, 7);
+	config_unref(cfg);
+
+	expect_error(ROUTE "lisen = 1\n",
+	    NAME ":4: unknown key \"lisen\" in [route r]");
+	expect_error("[gateway]\nlisten = 1\n",
+	    NAME ":2: unknown key \"listen\" in [gateway]");
+	expect_error("[gateway]\nLog_Level = info\n",
+	    NAME ":2: unknown key \"Log_Level\" in [gateway]");
+	expect_error("max_clients = 1\n",
+	    NAME ":1: key \"max_clients\" outside any section");
+	expect_error(ROUTE "\nupstream = other.example\n",
+	    NAME ":5: duplicate key \"upstream\"");
+	expect_error(ROUTE "verify\n", NAME ":4: expected \"key = value\", a "
+	    "[section] or a comment");
+	expect_error(ROUTE "host = \"up.example\"\n",
+	    NAME ":4: host: values are not quoted; remove the quotes");
+	expect_error(ROUTE "ca_file = 'x'\n",
+	    NAME ":4: ca_file: values are not quoted; remove the quotes");
+	assert_null(config_parse(NAME, ROUTE "a\0b = 1\n",
+	    sizeof(ROUTE "a\0b = 1\n") - 1, err, sizeof(err)));
+	assert_string_equal(err, NAME ":4: control character 0x00");
+	expect_error(ROUTE "verify = y\res\n",
+	    NAME ":4: control character 0x0d");
+	expect_error(ROUTE "verify = yes\x7f\n",
+	    NAME ":4: control character 0x7f");
+}
+
+static void
+test_sections(void **state)
+{
+	char text[512];
+	struct config *cfg;
+
+	(void)state;
+	expect_error("[rout x]\n", NAME ":1: unknown section [rout x]");
+	expect_error("[Gateway]\n", NAME ":1: unknown section [Gateway]");
+	expect_error("[]\n", NAME ":1: unknown section []");
+	expect_error("[route]\n", NAME ":1: unknown section [route]");
+	expect_error("[gateway\n", NAME ":1: section header without ']'");
+	expect_error("[gateway] x\n",
+	    NAME ":1: text after the section header");
+	expect_error("[gateway]\n[gateway]\n",
+	    NAME ":2: duplicate section [gateway] (first at line 1)");
+	expect_error(ROUTE "[route r]\n",
+	    NAME ":4: duplicate route \"r\" (first at line 1)");
+	expect_error("[route a/b]\n", NAME ":1: route name \"a/b\" is not "
+	    "1-64 of A-Z a-z 0-9 _ . -");
+	/* 64 bytes is the longest name; inih alone would cut it at 49 */
+	snprintf(text, sizeof(text), "[route %064d]\nlisten = 127.0.0.1:1\n"
+	    "upstream = u.example\n", 7);
+	cfg = expect_ok(text);
+	assert_int_equal(strlen(cfg->routes[0].name), 64);
+	config_unref(cfg);
+	snprintf(text, sizeof(text), "[route %065d]\n", 7);
+	expect_error(text, NAME ":1: route name \"0000000000000000000000000"
+	    "000000000000000000000000000000000000000\" is not 1-64 of A-Z "
+	    "a-z 0-9 _ . -");
+}
+
+static void
+test_continuation(void **state)
+{
+	(void)state;
+	expect_error(ROUTE "match_path = /a\n  /b\n", NAME ":5: line starts "
+	    "with white space (continuation lines are not supported)");
+	expect_error("[route r]\n\tlisten = 127.0.0.1:8080\n", NAME ":2: line "
+	    "starts with white space (continuation lines are not supported)");
+	expect_error(" [gateway]\n", NAME ":1: line starts with white space "
+	    "(continuation lines are not supported)");
+}
+
+static void
+test_line_length(void **state)
+{
+	struct config *cfg;
+	char *s;
+
+	(void)state;
+	/* inih's default buffer would split these two; they come out whole */
+	s = long_line(200);
+	cfg = expect_ok(s);
+	assert_int_equal(strlen(cfg->routes[0].match_path), 200 - 13);
+	config_unref(cfg);
+	free(s);
+	s = long_line(CONFIG_MAX_LINE - 1);
+	cfg = expect_ok(s);
+	assert_int_equal(strlen(cfg->routes[0].match_path),
+	    CONFIG_MAX_LINE - 1 - 13);
+	config_unref(cfg);
+	free(s);
+	/* the same with CRLF: the terminator does not count */
+	s = long_line(CONFIG_MAX_LINE - 1);
+	strcpy(s + strlen(s) - 1, "\r\n");
+	cfg = expect_ok(s);
+	config_unref(cfg);
+	free(s);
+	s = long_line(CONFIG_MAX_LINE);
+	expect_error(s, NAME ":4: line longer than 4095 bytes");
+	free(s);
+	s = long_line(5000);
+	expect_error(s, NAME ":4: line longer than 4095 bytes");
+	free(s);
+}
+
+static void
+test_cross_checks(void **state)
+{
+	(void)state;
+	expect_error("", NAME ": no [route NAME] section");
+	expect_error("[gateway]\n; nothing else\n",
+	    NAME ": no [route NAME] section");
+	expect_error("[route r]\nupstream = u.example\n",
+	    NAME ":1: route \"r\": missing listen");
+	expect_error("[gateway]\n[route r]\nlisten = 127.0.0.1:1\n",
+	    NAME ":2: route \"r\": missing upstream");
+	expect_error(ROUTE "client_cert = /etc/hostname\n",
+	    NAME ":1: route \"r\": client_cert is set without client_key");
+	expect_error(ROUTE "client_key = /etc/hostname\n",
+	    NAME ":1: route \"r\": client_key is set without client_cert");
+	expect_error(ROUTE "ca_file = /nonexistent/ca.pem\n", NAME ":4: "
+	    "ca_file: /nonexistent/ca.pem: No such file or directory");
+	expect_error(ROUTE "client_key = /nonexistent/k.pem\n", NAME ":4: "
+	    "client_key: /nonexistent/k.pem: No such file or directory");
+	expect_error(ROUTE "client_cert = /etc\n", NAME ":4: "
+	    "client_cert: /etc: not a regular file");
+	expect_error(ROUTE "ca_file = /dev/null\n", NAME ":4: "
+	    "ca_file: /dev/null: not a regular file");
+	expect_error(ROUTE "[route s]\nlisten = 127.0.0.1:8080\n"
+	    "upstream = v.example\n", NAME ":4: route \"s\": same listen, "
+	    "match_host and match_path as route \"r\"");
+	expect_error(ROUTE "match_path = /a\n[route s]\nlisten = "
+	    "127.0.0.1:08080\nupstream = v.example\nmatch_path = /a\n",
+	    NAME ":5: route \"s\": same listen, match_host and match_path as "
+	    "route \"r\"");
+	expect_error(ROUTE "[route s]\nlisten = 0.0.0.0:8080\n"
+	    "upstream = v.example\n", NAME ":4: route \"s\": listen "
+	    "0.0.0.0:8080 overlaps 127.0.0.1:8080 of route \"r\"; use the "
+	    "same address");
+}
+
+static void
+test_routes_limit(void **state)
+{
+	size_t cap = (CONFIG_MAX_ROUTES + 1) * 96, n = 0;
+	char *s = malloc(cap);
+	struct config *cfg;
+	int i;
+
+	(void)state;
+	assert_non_null(s);
+	for (i = 0; i < CONFIG_MAX_ROUTES; i++)
+		n += (size_t)snprintf(s + n, cap - n, "[route r%d]\nlisten = "
+		    "127.0.0.1:%d\nupstream = u.example\n", i, 1000 + i);
+	cfg = expect_ok(s);
+	assert_int_equal(cfg->nroutes, CONFIG_MAX_ROUTES);
+	config_unref(cfg);
+	snprintf(s + n, cap - n, "[route last]\n");
+	expect_error(s, NAME ":769: more than 256 routes");
+	free(s);
+}
+
+static void
+test_verify_no(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	/* the default CA file is only required when verifying */
+	cfg = expect_ok(ROUTE "verify = no\n");
+	assert_int_equal(cfg->routes[0].verify, 0);
+	config_unref(cfg);
+}
+
+static void
+test_ref(void **state)
+{
+	struct config *cfg = expect_ok(ROUTE);
+
+	(void)state;
+	assert_ptr_equal(config_ref(cfg), cfg);
+	assert_int_equal(cfg->refcnt, 2);
+	config_unref(cfg);
+	assert_int_equal(cfg->refcnt, 1);
+	config_unref(cfg);
+	config_unref(NULL);
+}
+
+static void
+test_load(void **state)
+{
+	char path[] = "/tmp/test_config.XXXXXX";
+	struct config *cfg;
+	FILE *f;
+	int fd;
+	size_t i;
+
+	(void)state;
+	cfg = config_load("conf/tlsgate.conf", err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("conf/tlsgate.conf: %s", err);
+	assert_non_null(config_route(cfg, "drogue"));
+	assert_string_equal(config_route(cfg, "drogue")->upstream_host,
+	    "http.sandbox.drogue.cloud");
+	assert_int_equal(config_route(cfg, "drogue")->verify, 1);
+	config_unref(cfg);
+
+	assert_null(config_load("/nonexistent/tlsgate.conf", err,
+	    sizeof(err)));
+	assert_string_equal(err, "/nonexistent/tlsgate.conf: No such file "
+	    "or directory");
+	assert_null(config_load("/", err, sizeof(err)));
+	assert_string_equal(err, "/: Is a directory");
+
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs(ROUTE "lisen = 1\n", f);
+	fflush(f);
+	assert_null(config_load(path, err, sizeof(err)));
+	assert_true(strncmp(err, path, strlen(path)) == 0);
+	assert_string_equal(err + strlen(path),
+	    ":4: unknown key \"lisen\" in [route r]");
+	/* CONFIG_MAX_FILE bytes of comments */
+	rewind(f);
+	assert_int_equal(ftruncate(fd, 0), 0);
+	fputs(ROUTE, f);
+	for (i = strlen(ROUTE); i + 10 <= CONFIG_MAX_FILE; i += 10)
+		fputs("#23456789\n", f);
+	fflush(f);
+	cfg = config_load(path, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	config_unref(cfg);
+	fputs("#2345678901\n", f);
+	fflush(f);
+	assert_null(config_load(path, err, sizeof(err)));
+	assert_string_equal(err + strlen(path), ": larger than 1048576 bytes");
+	fclose(f);
+	unlink(path);
+}
+
+/* docs/tlsgate.conf.5 must document every key of the table. */
+static void
+test_manual_has_every_key(void **state)
+{
+	char *man, needle[96];
+	const char *name, *section;
+	size_t n = 0, i;
+	FILE *f;
+
+	(void)state;
+	f = fopen("docs/tlsgate.conf.5", "r");
+	if (f == NULL)
+		fail_msg("docs/tlsgate.conf.5: run from the repository root");
+	man = malloc(1 << 20);
+	assert_non_null(man);
+	n = fread(man, 1, (1 << 20) - 1, f);
+	man[n] = '\0';
+	fclose(f);
+	for (i = 0; (name = config_key_name(i, &section)) != NULL; i++) {
+		/* an item of a key list: ".TP" then ".B name" */
+		snprintf(needle, sizeof(needle), ".TP\n.B %s\n", name);
+		if (strstr(man, needle) == NULL)
+			fail_msg("docs/tlsgate.conf.5 lacks key %s of [%s]",
+			    name, section);
+	}
+	assert_int_equal(i, 18);
+	free(man);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_every_key),
+		cmocka_unit_test(test_bools_enums_sizes),
+		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_listen_forms),
+		cmocka_unit_test(test_upstream_forms),
+		cmocka_unit_test(test_match_keys),
+		cmocka_unit_test(test_routing),
+		cmocka_unit_test(test_syntax),
+		cmocka_unit_test(test_sections),
+		cmocka_unit_test(test_continuation),
+		cmocka_unit_test(test_line_length),
+		cmocka_unit_test(test_cross_checks),
+		cmocka_unit_test(test_routes_limit),
+		cmocka_unit_test(test_verify_no),
+		cmocka_unit_test(test_ref),
+		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_manual_has_every_key),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
