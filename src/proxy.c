@@ -1,0 +1,1507 @@
+/*
+ * proxy: device sessions, request/response rewriting and body relaying.
+ *
+ * A session is two halves: se_in, the device's bufferevent, and se_out,
+ * the uplink connection of the exchange in progress (taken from the
+ * route's pool, or opened for it).  Requests are handled one at a time:
+ * the next head is parsed only once the current response is complete, so
+ * pipelined requests are answered in order and their bytes simply wait in
+ * se_in's input buffer (bounded by its read watermark).
+ */
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "http1.h"
+#include "log.h"
+#include "proxy.h"
+#include "transport.h"
+#include "upstream.h"
+
+enum req_state {
+	REQ_HEAD,       /* waiting for a request head */
+	REQ_WAIT_UP,    /* head parsed, waiting for an uplink connection */
+	REQ_BODY,       /* relaying (or discarding) the request body */
+	REQ_DONE,       /* request complete */
+};
+
+enum resp_state {
+	RESP_NONE,      /* nothing asked upstream yet */
+	RESP_HEAD,      /* waiting for the (final) response head */
+	RESP_BODY,      /* relaying the response body */
+	RESP_DONE,      /* response complete */
+};
+
+enum timer_mode {
+	TIMER_NONE,
+	TIMER_HEAD,     /* header_timeout: 408 */
+	TIMER_IDLE,     /* idle_timeout between requests: close */
+	TIMER_LINGER,   /* PROXY_LINGER after our last byte: close */
+};
+
+struct session {
+	struct proxy *px;
+	struct config *cfg;             /* reference held */
+	TAILQ_ENTRY(session) entry;
+	struct bufferevent *se_in;      /* device */
+	struct upconn *se_out;          /* uplink of this exchange */
+	struct upconn *connecting;      /* uplink being opened */
+	struct event *timer;
+	enum timer_mode tmode;
+	struct sockaddr_storage listen;
+	char client[INET6_ADDRSTRLEN + 8];     /* "ip:port" for the log */
+	char client_ip[INET6_ADDRSTRLEN];      /* for X-Forwarded-For */
+	int closing;                    /* flushing, then lingering */
+
+	/* The exchange in progress; reset by session_txn_reset(). */
+	int active;                     /* bytes of a request were seen */
+	struct timespec t0;
+	const struct route *route;
+	struct upstream *up;
+	char method[PROXY_MAX_METHOD];
+	char *path;                     /* without the query */
+	int minor;
+	int keep_alive;
+	int head_req;
+	int expect;
+	enum http1_framing req_framing;
+	uint64_t req_left;
+	uint64_t req_body;              /* payload bytes read */
+	struct http1_chunked req_chunk;
+	enum req_state req;
+	int discard;                    /* body read and dropped (no route) */
+	struct evbuffer *head_out;      /* rewritten head, kept for a retry */
+	int retried;
+	int up_bytes;                   /* a response byte came from upstream */
+	int up_eof;                     /* the uplink closed */
+	enum resp_state resp;
+	int status;
+	enum http1_framing resp_framing;
+	uint64_t resp_left;
+	struct http1_chunked resp_chunk;
+	int out_chunked;                /* chunk-encode toward the device */
+	int up_keep;                    /* uplink reusable after response */
+	int resp_started;               /* final response bytes were sent */
+	int dev_keep;                   /* device connection stays open */
+	uint64_t bytes_in, bytes_out;
+	const char *tls;
+	char err[UPSTREAM_ERRLEN];
+};
+
+TAILQ_HEAD(session_list, session);
+
+struct proxy {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct config *cfg;
+	struct upstream **ups;          /* one per cfg->routes[i] */
+	struct session_list sessions;
+	size_t nsessions;
+	int stopping;
+	void (*close_cb)(void *);
+	void *close_arg;
+};
+
+static void session_close(struct session *, const char *);
+static void session_next(struct session *);
+static void session_txn_reset(struct session *);
+static void session_txn_log(struct session *);
+static void session_txn_finish(struct session *);
+static void session_timer_set(struct session *, enum timer_mode, int);
+static void session_in_timeouts(struct session *, int);
+static void session_timer(evutil_socket_t, short, void *);
+static void session_flush_close(struct session *);
+static void session_linger(struct session *);
+static void session_parse_head(struct session *);
+static void session_error(struct session *, int, const char *, int);
+static void session_start_upstream(struct session *);
+static void session_connected(struct upconn *, const char *, void *);
+static void session_attach(struct session *, struct upconn *);
+static void session_pump_request(struct session *);
+static void session_request_done(struct session *);
+static void session_pump_response(struct session *);
+static void session_parse_response(struct session *);
+static void session_response_done(struct session *);
+static void session_upstream_failed(struct session *, const char *, int);
+static void session_release_upstream(struct session *, int);
+static void dev_read(struct bufferevent *, void *);
+static void dev_write(struct bufferevent *, void *);
+static void dev_event(struct bufferevent *, short, void *);
+static void up_read(struct bufferevent *, void *);
+static void up_write(struct bufferevent *, void *);
+static void up_event(struct bufferevent *, short, void *);
+static size_t proxy_read_high(const struct config *);
+static int out_add(struct session *, const void *, size_t);
+static int out_printf(struct session *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- proxy ---- */
+
+struct proxy *
+proxy_new(struct event_base *base, struct evdns_base *dns,
+    struct config *cfg, char *err, size_t errlen)
+{
+	struct proxy *px;
+	size_t i;
+
+	if ((px = calloc(1, sizeof(*px))) == NULL ||
+	    (px->ups = calloc(cfg->nroutes, sizeof(*px->ups))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		free(px);
+		return NULL;
+	}
+	px->base = base;
+	px->dns = dns;
+	px->cfg = config_ref(cfg);
+	TAILQ_INIT(&px->sessions);
+	for (i = 0; i < cfg->nroutes; i++) {
+		px->ups[i] = upstream_new(&cfg->routes[i], base, dns,
+		    &transport_openssl, err, errlen);
+		if (px->ups[i] == NULL) {
+			proxy_free(px);
+			return NULL;
+		}
+		if (!cfg->routes[i].verify)
+			log_warnx("route %s: verify = no: the upstream "
+			    "certificate is NOT checked; anyone on the path "
+			    "can read and change the traffic",
+			    cfg->routes[i].name);
+	}
+	return px;
+}
+
+void
+proxy_free(struct proxy *px)
+{
+	struct session *s;
+	unsigned long full, resumed, reused;
+	uint64_t rx, tx;
+	size_t i;
+
+	if (px == NULL)
+		return;
+	px->close_cb = NULL;
+	while ((s = TAILQ_FIRST(&px->sessions)) != NULL)
+		session_close(s, "shutdown");
+	for (i = 0; i < px->cfg->nroutes && px->ups[i] != NULL; i++) {
+		upstream_drain(px->ups[i]);
+		upstream_stats(px->ups[i], &full, &resumed, &reused);
+		upstream_wire_bytes(px->ups[i], &rx, &tx);
+		log_info("route %s: %lu full handshakes, %lu resumed, %lu "
+		    "reused connections; uplink bytes rx=%" PRIu64 " tx=%"
+		    PRIu64, px->cfg->routes[i].name, full, resumed, reused,
+		    rx, tx);
+	}
+	for (i = 0; i < px->cfg->nroutes; i++)
+		upstream_free(px->ups[i]);
+	free(px->ups);
+	config_unref(px->cfg);
+	free(px);
+}
+
+void
+proxy_set_close_cb(struct proxy *px, void (*cb)(void *), void *arg)
+{
+	px->close_cb = cb;
+	px->close_arg = arg;
+}
+
+size_t
+proxy_sessions(const struct proxy *px)
+{
+	return px->nsessions;
+}
+
+void
+proxy_shutdown(struct proxy *px)
+{
+	struct session *s, *next;
+	size_t i;
+
+	px->stopping = 1;
+	for (s = TAILQ_FIRST(&px->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		/* Between requests: nothing is lost by closing now. */
+		if (s->req == REQ_HEAD && !s->active && !s->closing &&
+		    evbuffer_get_length(bufferevent_get_input(s->se_in)) == 0)
+			session_close(s, NULL);
+	}
+	for (i = 0; i < px->cfg->nroutes; i++)
+		upstream_drain(px->ups[i]);
+}
+
+/* The device read watermark: a whole head must fit, and a body chunk. */
+static size_t
+proxy_read_high(const struct config *cfg)
+{
+	return cfg->max_header_size + 1 > PROXY_BUF_HIGH ?
+	    cfg->max_header_size + 1 : PROXY_BUF_HIGH;
+}
+
+int
+proxy_accept(struct proxy *px, evutil_socket_t fd,
+    const struct sockaddr *peer, socklen_t peerlen,
+    const struct sockaddr *listen, socklen_t listenlen)
+{
+	struct session *s;
+	char host[INET6_ADDRSTRLEN] = "?";
+	int on = 1;
+	unsigned port = 0;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		log_warnx("session: out of memory");
+		evutil_closesocket(fd);
+		return -1;
+	}
+	if (peer->sa_family == AF_INET &&
+	    peerlen >= (socklen_t)sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *sin = (const void *)peer;
+
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		port = ntohs(sin->sin_port);
+		snprintf(s->client, sizeof(s->client), "%s:%u", host, port);
+	} else if (peer->sa_family == AF_INET6 &&
+	    peerlen >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *sin6 = (const void *)peer;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		port = ntohs(sin6->sin6_port);
+		snprintf(s->client, sizeof(s->client), "[%s]:%u", host,
+		    port);
+	} else
+		snprintf(s->client, sizeof(s->client), "?");
+	snprintf(s->client_ip, sizeof(s->client_ip), "%s", host);
+	if (listenlen > (socklen_t)sizeof(s->listen))
+		listenlen = sizeof(s->listen);
+	memcpy(&s->listen, listen, listenlen);
+	s->px = px;
+	s->cfg = config_ref(px->cfg);
+	TAILQ_INSERT_TAIL(&px->sessions, s, entry);
+	px->nsessions++;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	s->se_in = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->se_in == NULL) {
+		evutil_closesocket(fd);
+		log_warnx("session %s: out of memory", s->client);
+		session_close(s, NULL);
+		return -1;
+	}
+	if ((s->timer = evtimer_new(px->base, session_timer, s)) == NULL ||
+	    (s->head_out = evbuffer_new()) == NULL) {
+		log_warnx("session %s: out of memory", s->client);
+		session_close(s, NULL);
+		return -1;
+	}
+	bufferevent_setcb(s->se_in, dev_read, dev_write, dev_event, s);
+	bufferevent_setwatermark(s->se_in, EV_READ, 0,
+	    proxy_read_high(s->cfg));
+	session_in_timeouts(s, 0);
+	bufferevent_enable(s->se_in, EV_READ | EV_WRITE);
+	log_debug("session %s: accepted", s->client);
+	session_txn_reset(s);
+	clock_gettime(CLOCK_MONOTONIC, &s->t0);
+	/* header_timeout runs from the connection's start (RFC 9112 §9.5
+	 * leaves it to us): a device that connects and says nothing gets
+	 * 408 like one that is slow to finish its head. */
+	session_timer_set(s, TIMER_HEAD, s->cfg->header_timeout);
+	return 0;
+}
+
+/* ---- pure helpers ---- */
+
+int
+proxy_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return 0;
+	if (a->sa_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a;
+		const struct sockaddr_in *y = (const void *)b;
+
+		return x->sin_port == y->sin_port &&
+		    x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a;
+		const struct sockaddr_in6 *y = (const void *)b;
+
+		return x->sin6_port == y->sin6_port &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr,
+		    sizeof(x->sin6_addr)) == 0;
+	}
+	return 0;
+}
+
+/*
+ * How well match_host accepts `host`: 3 exact, 2 wildcard, 1 no
+ * match_host at all, 0 not accepted.  `host` has its port stripped.
+ */
+static int
+proxy_host_score(const char *pattern, const char *host, size_t hostlen)
+{
+	size_t plen;
+
+	if (pattern == NULL)
+		return 1;
+	plen = strlen(pattern);
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		/* "*.example.com" takes "a.example.com" and
+		 * "b.a.example.com", not "example.com" itself. */
+		plen--;
+		return hostlen > plen && strncasecmp(host + hostlen - plen,
+		    pattern + 1, plen) == 0 ? 2 : 0;
+	}
+	return hostlen == plen && strncasecmp(host, pattern, plen) == 0 ?
+	    3 : 0;
+}
+
+const struct route *
+proxy_route_match(const struct config *cfg, const struct sockaddr *listen,
+    const char *host, size_t hostlen, const char *path, size_t pathlen)
+{
+	const struct route *r, *best = NULL;
+	size_t i, mlen, best_len = 0, colon;
+	int score, best_score = 0;
+
+	/* RFC 9110 §7.2: Host is uri-host [ ":" port ]; the port is not
+	 * part of the name.  An IPv6 literal keeps its brackets. */
+	if (hostlen > 0 && host[0] == '[') {
+		for (i = 0; i < hostlen && host[i] != ']'; i++)
+			;
+		if (i < hostlen)
+			hostlen = i + 1;
+	} else {
+		for (colon = 0; colon < hostlen && host[colon] != ':';
+		    colon++)
+			;
+		hostlen = colon;
+	}
+	/* A fully qualified name may end with a dot. */
+	if (hostlen > 0 && host[hostlen - 1] == '.')
+		hostlen--;
+	for (i = 0; i < cfg->nroutes; i++) {
+		r = &cfg->routes[i];
+		if (!proxy_addr_equal((const struct sockaddr *)&r->listen_addr,
+		    listen))
+			continue;
+		if ((score = proxy_host_score(r->match_host, host,
+		    hostlen)) == 0)
+			continue;
+		mlen = 0;
+		if (r->match_path != NULL) {
+			mlen = strlen(r->match_path);
+			if (pathlen < mlen ||
+			    memcmp(path, r->match_path, mlen) != 0)
+				continue;
+		}
+		if (best == NULL || score > best_score ||
+		    (score == best_score && mlen > best_len)) {
+			best = r;
+			best_score = score;
+			best_len = mlen;
+		}
+	}
+	return best;
+}
+
+/* Appends "Name: v1, v2, ..., extra" gathering every field `flag` marks. */
+static int
+proxy_add_list(struct evbuffer *out, const struct http1_header *hs,
+    size_t n, unsigned flag, const char *name, const char *extra)
+{
+	size_t i;
+	int rc = 0;
+
+	rc |= evbuffer_add_printf(out, "%s: ", name) < 0;
+	for (i = 0; i < n; i++) {
+		if (!(hs[i].flags & flag) || hs[i].value.len == 0)
+			continue;
+		rc |= evbuffer_add(out, hs[i].value.p, hs[i].value.len);
+		rc |= evbuffer_add(out, ", ", 2);
+	}
+	rc |= evbuffer_add_printf(out, "%s\r\n", extra) < 0;
+	return rc ? -1 : 0;
+}
+
+static int
+proxy_add_field(struct evbuffer *out, const struct http1_header *h)
+{
+	if (evbuffer_add(out, h->name.p, h->name.len) == -1 ||
+	    evbuffer_add(out, ": ", 2) == -1 ||
+	    evbuffer_add(out, h->value.p, h->value.len) == -1 ||
+	    evbuffer_add(out, "\r\n", 2) == -1)
+		return -1;
+	return 0;
+}
+
+int
+proxy_rewrite_request_head(const struct http1_request *req,
+    const struct route *r, const char *client_ip, struct evbuffer *out)
+{
+	const unsigned drop = HTTP1_HDR_HOP | HTTP1_HDR_HOST | HTTP1_HDR_CL |
+	    HTTP1_HDR_EXPECT | HTTP1_HDR_VIA | HTTP1_HDR_XFF;
+	char via[32];
+	size_t i;
+
+	if (evbuffer_add(out, req->method.p, req->method.len) == -1 ||
+	    evbuffer_add(out, " ", 1) == -1 ||
+	    evbuffer_add(out, req->path.p, req->path.len) == -1 ||
+	    evbuffer_add_printf(out, " HTTP/1.1\r\nHost: %s\r\n",
+	    r->host) < 0)
+		return -1;
+	for (i = 0; i < req->nheaders; i++)
+		if (!(req->headers[i].flags & drop) &&
+		    proxy_add_field(out, &req->headers[i]) == -1)
+			return -1;
+	/* RFC 9110 §7.6.3: the protocol we received, then our name. */
+	snprintf(via, sizeof(via), "1.%d tlsgate", req->minor);
+	if (proxy_add_list(out, req->headers, req->nheaders, HTTP1_HDR_VIA,
+	    "Via", via) == -1 ||
+	    proxy_add_list(out, req->headers, req->nheaders, HTTP1_HDR_XFF,
+	    "X-Forwarded-For", client_ip) == -1)
+		return -1;
+	/* Framing is ours (RFC 9112 §6.1: Transfer-Encoding and
+	 * Content-Length are per hop); the body is re-encoded to match. */
+	if (req->framing == HTTP1_BODY_LENGTH) {
+		if (evbuffer_add_printf(out, "Content-Length: %" PRIu64 "\r\n",
+		    req->content_length) < 0)
+			return -1;
+	} else if (req->framing == HTTP1_BODY_CHUNKED) {
+		if (evbuffer_add_printf(out,
+		    "Transfer-Encoding: chunked\r\n") < 0)
+			return -1;
+	}
+	return evbuffer_add(out, "\r\n", 2);
+}
+
+int
+proxy_rewrite_response_head(const struct http1_response *resp,
+    unsigned flags, struct evbuffer *out)
+{
+	unsigned drop = HTTP1_HDR_HOP | HTTP1_HDR_VIA;
+	char via[32];
+	size_t i;
+
+	/* The body is re-framed: its old length no longer applies. */
+	if ((flags & PROXY_RESP_CHUNKED) ||
+	    resp->framing == HTTP1_BODY_CHUNKED ||
+	    resp->framing == HTTP1_BODY_CLOSE)
+		drop |= HTTP1_HDR_CL;
+	/* RFC 9110 §6.2: we send our own version, HTTP/1.1. */
+	if (evbuffer_add_printf(out, "HTTP/1.1 %03d ", resp->status) < 0 ||
+	    evbuffer_add(out, resp->reason.p, resp->reason.len) == -1 ||
+	    evbuffer_add(out, "\r\n", 2) == -1)
+		return -1;
+	for (i = 0; i < resp->nheaders; i++)
+		if (!(resp->headers[i].flags & drop) &&
+		    proxy_add_field(out, &resp->headers[i]) == -1)
+			return -1;
+	snprintf(via, sizeof(via), "1.%d tlsgate", resp->minor);
+	if (proxy_add_list(out, resp->headers, resp->nheaders, HTTP1_HDR_VIA,
+	    "Via", via) == -1)
+		return -1;
+	if (!(flags & PROXY_RESP_INTERIM)) {
+		if ((flags & PROXY_RESP_CHUNKED) && evbuffer_add_printf(out,
+		    "Transfer-Encoding: chunked\r\n") < 0)
+			return -1;
+		if (!(flags & PROXY_RESP_KEEP)) {
+			if (evbuffer_add_printf(out,
+			    "Connection: close\r\n") < 0)
+				return -1;
+		} else if ((flags & PROXY_RESP_DEV10) &&
+		    evbuffer_add_printf(out, "Connection: keep-alive\r\n") < 0)
+			return -1;
+	}
+	return evbuffer_add(out, "\r\n", 2);
+}
+
+int
+proxy_idempotent(const char *method)
+{
+	static const char *const idem[] = {
+		"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE",
+	};
+	size_t i;
+
+	/* Method names are case-sensitive (RFC 9110 §9.1). */
+	for (i = 0; i < sizeof(idem) / sizeof(idem[0]); i++)
+		if (strcmp(method, idem[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* ---- session ---- */
+
+/*
+ * The only place that frees a session and its parts.  Logs the exchange
+ * in progress, if any; `reason` is what ended it (NULL: nothing to say).
+ */
+static void
+session_close(struct session *s, const char *reason)
+{
+	struct proxy *px = s->px;
+
+	if (s->active) {
+		if (s->err[0] == '\0' && reason != NULL)
+			snprintf(s->err, sizeof(s->err), "%s", reason);
+		session_txn_log(s);
+	}
+	log_debug("session %s: closed%s%s", s->client,
+	    reason != NULL ? ": " : "", reason != NULL ? reason : "");
+	TAILQ_REMOVE(&px->sessions, s, entry);
+	px->nsessions--;
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->se_in != NULL)
+		bufferevent_free(s->se_in);
+	upstream_close(s->se_out);
+	upstream_close(s->connecting);
+	if (s->head_out != NULL)
+		evbuffer_free(s->head_out);
+	free(s->path);
+	config_unref(s->cfg);
+	free(s);
+	if (px->close_cb != NULL)
+		px->close_cb(px->close_arg);
+}
+
+static void
+session_txn_reset(struct session *s)
+{
+	s->active = 0;
+	s->route = NULL;
+	s->up = NULL;
+	snprintf(s->method, sizeof(s->method), "-");
+	free(s->path);
+	s->path = NULL;
+	s->minor = 1;
+	s->keep_alive = 0;
+	s->head_req = 0;
+	s->expect = 0;
+	s->req_framing = HTTP1_BODY_NONE;
+	s->req_left = 0;
+	s->req_body = 0;
+	s->req = REQ_HEAD;
+	s->discard = 0;
+	if (s->head_out != NULL)
+		evbuffer_drain(s->head_out, evbuffer_get_length(s->head_out));
+	s->retried = 0;
+	s->up_bytes = 0;
+	s->up_eof = 0;
+	s->resp = RESP_NONE;
+	s->status = 0;
+	s->resp_framing = HTTP1_BODY_NONE;
+	s->resp_left = 0;
+	s->out_chunked = 0;
+	s->up_keep = 0;
+	s->resp_started = 0;
+	s->dev_keep = 0;
+	s->bytes_in = 0;
+	s->bytes_out = 0;
+	s->tls = "-";
+	s->err[0] = '\0';
+}
+
+/* The access-log line; the format is a contract with the tests. */
+static void
+session_txn_log(struct session *s)
+{
+	struct timespec now;
+	char method[PROXY_MAX_METHOD * 4], path[512], err[UPSTREAM_ERRLEN * 4];
+	long long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)(now.tv_sec - s->t0.tv_sec) * 1000 +
+	    (now.tv_nsec - s->t0.tv_nsec) / 1000000;
+	log_escape(method, sizeof(method), s->method, strlen(s->method));
+	if (s->path != NULL)
+		log_escape(path, sizeof(path), s->path, strlen(s->path));
+	else
+		snprintf(path, sizeof(path), "-");
+	log_escape(err, sizeof(err), s->err[0] ? s->err : "-",
+	    s->err[0] ? strlen(s->err) : 1);
+	log_info("access client=%s route=%s method=%s path=%s status=%d "
+	    "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " duration_ms=%lld "
+	    "upstream=%s tls=%s error=\"%s\"", s->client,
+	    s->route != NULL ? s->route->name : "-", method, path, s->status,
+	    s->bytes_in, s->bytes_out, ms,
+	    s->up != NULL ? upstream_name(s->up) : "-", s->tls, err);
+	s->active = 0;
+}
+
+/* Both directions of the exchange are complete: log, then go on. */
+static void
+session_txn_finish(struct session *s)
+{
+	int keep = s->dev_keep && !s->px->stopping;
+
+	session_txn_log(s);
+	session_txn_reset(s);
+	if (!keep) {
+		session_flush_close(s);
+		return;
+	}
+	session_next(s);
+}
+
+/* Ready for the next request on a kept connection. */
+static void
+session_next(struct session *s)
+{
+	session_in_timeouts(s, 0);
+	bufferevent_enable(s->se_in, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(s->se_in)) == 0) {
+		session_timer_set(s, TIMER_IDLE, s->cfg->idle_timeout);
+		return;
+	}
+	/* Pipelined bytes wait in the buffer.  Parse them from the event
+	 * loop rather than recursively, so that a long pipeline cannot
+	 * deepen the stack. */
+	session_timer_set(s, TIMER_HEAD, s->cfg->header_timeout);
+	clock_gettime(CLOCK_MONOTONIC, &s->t0);
+	bufferevent_trigger(s->se_in, EV_READ,
+	    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * Inactivity limits on the device connection, both idle_timeout: writing
+ * (a device that stops reading our output; libevent only counts while
+ * output is pending), and reading while `body` (a device that stops
+ * sending the body it announced).  The head has header_timeout instead.
+ */
+static void
+session_in_timeouts(struct session *s, int body)
+{
+	struct timeval tv = { s->cfg->idle_timeout, 0 };
+
+	bufferevent_set_timeouts(s->se_in, body ? &tv : NULL, &tv);
+}
+
+static void
+session_timer_set(struct session *s, enum timer_mode mode, int seconds)
+{
+	struct timeval tv = { seconds, 0 };
+
+	s->tmode = mode;
+	if (mode == TIMER_NONE)
+		evtimer_del(s->timer);
+	else
+		evtimer_add(s->timer, &tv);
+}
+
+static void
+session_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	switch (s->tmode) {
+	case TIMER_HEAD:
+		s->active = 1;
+		s->bytes_in = evbuffer_get_length(
+		    bufferevent_get_input(s->se_in));
+		session_error(s, 408, NULL, 1);
+		break;
+	case TIMER_IDLE:
+		session_close(s, NULL);
+		break;
+	case TIMER_LINGER:
+		session_close(s, NULL);
+		break;
+	case TIMER_NONE:
+		break;
+	}
+}
+
+/*
+ * Ends the device connection once what we wrote has left: then half-close
+ * and keep reading (and dropping) for PROXY_LINGER seconds, so that bytes
+ * the device is still sending do not make the kernel reset the
+ * connection before the device has read our answer.
+ */
+static void
+session_flush_close(struct session *s)
+{
+	s->closing = 1;
+	session_release_upstream(s, 0);
+	upstream_close(s->connecting);
+	s->connecting = NULL;
+	session_timer_set(s, TIMER_LINGER, PROXY_LINGER + s->cfg->idle_timeout);
+	bufferevent_setwatermark(s->se_in, EV_WRITE, 0, 0);
+	if (evbuffer_get_length(bufferevent_get_output(s->se_in)) == 0)
+		session_linger(s);
+}
+
+static void
+session_linger(struct session *s)
+{
+	(void)shutdown(bufferevent_getfd(s->se_in), SHUT_WR);
+	session_in_timeouts(s, 0);
+	bufferevent_enable(s->se_in, EV_READ);
+	evbuffer_drain(bufferevent_get_input(s->se_in),
+	    evbuffer_get_length(bufferevent_get_input(s->se_in)));
+	session_timer_set(s, TIMER_LINGER, PROXY_LINGER);
+}
+
+/* Adds to the device's output, counted for the access log. */
+static int
+out_add(struct session *s, const void *p, size_t len)
+{
+	s->bytes_out += len;
+	return evbuffer_add(bufferevent_get_output(s->se_in), p, len);
+}
+
+static int
+out_printf(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = evbuffer_add_vprintf(bufferevent_get_output(s->se_in), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		s->bytes_out += (uint64_t)n;
+	return n < 0 ? -1 : 0;
+}
+
+/*
+ * Answers the request ourselves.  `close_conn`: the stream cannot go on
+ * (unparsed or unread bytes), so the answer says Connection: close.
+ */
+static void
+session_error(struct session *s, int status, const char *why,
+    int close_conn)
+{
+	char body[UPSTREAM_ERRLEN + 64];
+	int n;
+
+	if (why != NULL && s->err[0] == '\0')
+		snprintf(s->err, sizeof(s->err), "%s", why);
+	if (s->resp_started) {
+		/* Part of a response went out: only closing can tell the
+		 * device that it is incomplete. */
+		session_close(s, why);
+		return;
+	}
+	session_timer_set(s, TIMER_NONE, 0);
+	s->status = status;
+	s->resp_started = 1;
+	s->resp = RESP_DONE;
+	/* The uplink exchange is incomplete: never pool it. */
+	session_release_upstream(s, 0);
+	upstream_close(s->connecting);
+	s->connecting = NULL;
+	if (!s->keep_alive || s->px->stopping ||
+	    (s->req != REQ_DONE && !s->discard))
+		close_conn = 1;
+	s->dev_keep = !close_conn;
+	if (why != NULL)
+		n = snprintf(body, sizeof(body), "%d %s: %s\n", status,
+		    http1_reason(status), why);
+	else
+		n = snprintf(body, sizeof(body), "%d %s\n", status,
+		    http1_reason(status));
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(body)) {
+		n = sizeof(body) - 1;
+		body[n - 1] = '\n';
+	}
+	out_printf(s, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: %d\r\n%s\r\n", status, http1_reason(status), n,
+	    close_conn ? "Connection: close\r\n" :
+	    (s->minor == 0 ? "Connection: keep-alive\r\n" : ""));
+	if (!s->head_req)
+		out_add(s, body, (size_t)n);
+	if (close_conn) {
+		if (s->req == REQ_BODY)
+			s->req = REQ_DONE;
+		session_txn_finish(s);
+		return;
+	}
+	/* A body being skipped (no route): finish when it is read. */
+	if (s->req == REQ_DONE)
+		session_txn_finish(s);
+	else
+		session_pump_request(s);
+}
+
+/*
+ * Detaches the uplink connection: back to the pool when `reuse` says the
+ * exchange was complete, closed otherwise.
+ */
+static void
+session_release_upstream(struct session *s, int reuse)
+{
+	if (s->se_out == NULL)
+		return;
+	bufferevent_setcb(upstream_bev(s->se_out), NULL, NULL, NULL, NULL);
+	if (reuse && !s->px->stopping)
+		upstream_release(s->se_out);
+	else
+		upstream_close(s->se_out);
+	s->se_out = NULL;
+}
+
+static void
+session_parse_head(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->se_in);
+	struct http1_request req;
+	size_t len, n, max = s->cfg->max_header_size;
+	const char *p, *q;
+	long rc;
+
+	if ((len = evbuffer_get_length(in)) == 0)
+		return;
+	if (s->tmode != TIMER_HEAD) {
+		/* The first byte of a new request: idle_timeout no longer
+		 * applies, header_timeout does. */
+		session_timer_set(s, TIMER_HEAD, s->cfg->header_timeout);
+		clock_gettime(CLOCK_MONOTONIC, &s->t0);
+	}
+	n = len > max + 1 ? max + 1 : len;
+	if ((p = (const char *)evbuffer_pullup(in, (ssize_t)n)) == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	rc = http1_parse_request(p, n, max, &req);
+	if (rc == 0 && n > max)
+		rc = -431;
+	if (rc == 0)
+		return;
+	s->active = 1;
+	if (rc < 0) {
+		s->bytes_in = n;
+		session_error(s, (int)-rc, NULL, 1);
+		return;
+	}
+	session_timer_set(s, TIMER_NONE, 0);
+	s->bytes_in = (uint64_t)rc;
+	n = req.method.len < sizeof(s->method) ? req.method.len :
+	    sizeof(s->method) - 1;
+	memcpy(s->method, req.method.p, n);
+	s->method[n] = '\0';
+	/* The query may carry tokens: it is not logged. */
+	q = memchr(req.path.p, '?', req.path.len);
+	n = q != NULL ? (size_t)(q - req.path.p) : req.path.len;
+	if ((s->path = strndup(req.path.p, n)) == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	s->minor = req.minor;
+	s->keep_alive = req.keep_alive;
+	s->head_req = strcmp(s->method, "HEAD") == 0;
+	s->expect = req.expect_continue;
+	s->req_framing = req.framing;
+	s->req_left = req.content_length;
+	http1_chunked_init(&s->req_chunk);
+	s->req = req.framing == HTTP1_BODY_NONE ? REQ_DONE : REQ_BODY;
+
+	s->route = proxy_route_match(s->cfg,
+	    (const struct sockaddr *)&s->listen, req.host.p, req.host.len,
+	    req.path.p, n);
+	if (s->route != NULL)
+		s->up = s->px->ups[s->route - s->cfg->routes];
+	else {
+		/* Without a route the body is read and dropped, so that the
+		 * connection can go on; unless it is too large or the
+		 * device waits for 100 Continue (RFC 9110 §10.1.1). */
+		evbuffer_drain(in, (size_t)rc);
+		s->discard = 1;
+		session_error(s, 404, NULL, s->expect ||
+		    (req.framing == HTTP1_BODY_LENGTH &&
+		    s->cfg->max_body_size != 0 &&
+		    req.content_length > s->cfg->max_body_size));
+		return;
+	}
+	if (req.framing == HTTP1_BODY_LENGTH && s->cfg->max_body_size != 0 &&
+	    req.content_length > s->cfg->max_body_size) {
+		/* Refused before a byte of the body is read or sent. */
+		evbuffer_drain(in, (size_t)rc);
+		session_error(s, 413, NULL, 1);
+		return;
+	}
+	if (proxy_rewrite_request_head(&req, s->route, s->client_ip,
+	    s->head_out) == -1) {
+		session_close(s, "out of memory");
+		return;
+	}
+	/* The slices of `req` point into `in`: drain only now. */
+	evbuffer_drain(in, (size_t)rc);
+	if (s->req == REQ_BODY)
+		s->req = REQ_WAIT_UP;
+	session_start_upstream(s);
+}
+
+/* Every request, even a device's first, tries the shared pool first. */
+static void
+session_start_upstream(struct session *s)
+{
+	struct upconn *c;
+	char err[UPSTREAM_ERRLEN];
+
+	if (!s->retried && (c = upstream_get(s->up)) != NULL) {
+		session_attach(s, c);
+		return;
+	}
+	s->connecting = upstream_connect(s->up, session_connected, s, err,
+	    sizeof(err));
+	if (s->connecting == NULL) {
+		log_warnx("route %s: %s: %s", s->route->name,
+		    upstream_name(s->up), err);
+		session_error(s, 502, err, 0);
+	}
+}
+
+static void
+session_connected(struct upconn *c, const char *err, void *arg)
+{
+	struct session *s = arg;
+
+	s->connecting = NULL;
+	if (c == NULL) {
+		log_warnx("route %s: %s: %s", s->route->name,
+		    upstream_name(s->up), err);
+		session_upstream_failed(s, err, 0);
+		return;
+	}
+	session_attach(s, c);
+}
+
+static void
+session_attach(struct session *s, struct upconn *c)
+{
+	struct bufferevent *bev = upstream_bev(c);
+	struct timeval ut = { s->route->upstream_timeout, 0 };
+	size_t len = evbuffer_get_length(s->head_out);
+
+	s->se_out = c;
+	s->tls = upstream_tls_mode(c);
+	bufferevent_setcb(bev, up_read, up_write, up_event, s);
+	bufferevent_setwatermark(bev, EV_READ, 0, proxy_read_high(s->cfg));
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	/* Until the request is sent, only a stalled write is a timeout;
+	 * a long upload is not. */
+	bufferevent_set_timeouts(bev, NULL, &ut);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	/* A copy: the head is kept until the first response byte, for a
+	 * retry on a fresh connection. */
+	if (evbuffer_add(bufferevent_get_output(bev),
+	    evbuffer_pullup(s->head_out, (ssize_t)len), len) == -1) {
+		session_close(s, "out of memory");
+		return;
+	}
+	s->resp = RESP_HEAD;
+	if (s->req == REQ_DONE) {
+		session_request_done(s);
+		return;
+	}
+	if (s->req == REQ_WAIT_UP) {
+		s->req = REQ_BODY;
+		/* RFC 9110 §10.1.1: we are ready for the body; the Expect
+		 * itself was not forwarded. */
+		if (s->expect)
+			out_printf(s, "HTTP/1.1 100 Continue\r\n\r\n");
+	}
+	session_pump_request(s);
+}
+
+/*
+ * Moves request body bytes from the device to the uplink (or drops them
+ * when s->discard), re-encoding chunked bodies, until the body ends, the
+ * input is empty, or the uplink's buffer is full.
+ */
+static void
+session_pump_request(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->se_in);
+	struct evbuffer *out = NULL;
+	struct evbuffer_iovec v;
+	enum http1_chunk_status st;
+	size_t n, used, off, dlen;
+	uint64_t max = s->cfg->max_body_size;
+
+	if (!s->discard) {
+		if (s->se_out == NULL)
+			return;
+		out = bufferevent_get_output(upstream_bev(s->se_out));
+	}
+	session_in_timeouts(s, 1);
+	while (s->req == REQ_BODY) {
+		if (out != NULL && evbuffer_get_length(out) >= PROXY_BUF_HIGH) {
+			/* le-proxy: stop reading until the uplink drains. */
+			bufferevent_disable(s->se_in, EV_READ);
+			bufferevent_setwatermark(upstream_bev(s->se_out),
+			    EV_WRITE, PROXY_BUF_HIGH / 2, 0);
+			return;
+		}
+		if (s->req_framing == HTTP1_BODY_LENGTH && s->req_left == 0) {
+			/* Content-Length: 0 has nothing to wait for. */
+			session_request_done(s);
+			continue;
+		}
+		if ((n = evbuffer_get_length(in)) == 0)
+			break;
+		if (s->req_framing == HTTP1_BODY_LENGTH) {
+			if (n > s->req_left)
+				n = (size_t)s->req_left;
+			if (out != NULL)
+				evbuffer_remove_buffer(in, out, n);
+			else
+				evbuffer_drain(in, n);
+			s->req_left -= n;
+			s->req_body += n;
+			s->bytes_in += n;
+			if (s->req_left == 0)
+				session_request_done(s);
+			continue;
+		}
+		/* Chunked: decode from the first contiguous piece. */
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		st = http1_chunked_feed(&s->req_chunk, v.iov_base, v.iov_len,
+		    &used, &off, &dlen);
+		if (st == HTTP1_CHUNK_ERROR) {
+			session_error(s, 400, NULL, 1);
+			return;
+		}
+		if (st == HTTP1_CHUNK_DATA) {
+			s->req_body += dlen;
+			if (max != 0 && s->req_body > max) {
+				/* Counted while streaming: refuse even if part
+				 * went upstream (that exchange is dropped). */
+				session_error(s, 413, NULL, 1);
+				return;
+			}
+			if (out != NULL && (evbuffer_add_printf(out,
+			    "%zx\r\n", dlen) < 0 || evbuffer_add(out,
+			    (char *)v.iov_base + off, dlen) == -1 ||
+			    evbuffer_add(out, "\r\n", 2) == -1)) {
+				session_close(s, "out of memory");
+				return;
+			}
+		}
+		evbuffer_drain(in, used);
+		s->bytes_in += used;
+		if (st == HTTP1_CHUNK_DONE) {
+			/* Trailers were checked and dropped by the decoder. */
+			if (out != NULL)
+				evbuffer_add(out, "0\r\n\r\n", 5);
+			session_request_done(s);
+		}
+	}
+}
+
+static void
+session_request_done(struct session *s)
+{
+	struct timeval ut;
+
+	s->req = REQ_DONE;
+	session_in_timeouts(s, 0);
+	if (s->resp == RESP_DONE) {
+		session_txn_finish(s);
+		return;
+	}
+	/* upstream_timeout: from the request being sent until the response
+	 * head, and then between response bytes. */
+	if (s->se_out != NULL) {
+		ut.tv_sec = s->route->upstream_timeout;
+		ut.tv_usec = 0;
+		bufferevent_set_timeouts(upstream_bev(s->se_out), &ut, &ut);
+	}
+}
+
+/*
+ * An uplink failure.  A reused connection that fails before any response
+ * byte may have been closed by the server while idle; the request is sent
+ * again on a fresh connection if that is safe: idempotent (RFC 9110
+ * §9.2.2) and without a body, which we do not keep.  Otherwise 502 (or
+ * 504 for a timeout) when no response byte reached the device yet, and a
+ * plain close when one did.
+ */
+static void
+session_upstream_failed(struct session *s, const char *why, int timeout)
+{
+	int retry;
+
+	retry = s->se_out != NULL && upstream_reused(s->se_out) &&
+	    !s->retried && !s->up_bytes && !timeout &&
+	    s->req_framing == HTTP1_BODY_NONE && s->req == REQ_DONE &&
+	    proxy_idempotent(s->method);
+	session_release_upstream(s, 0);
+	if (retry) {
+		log_debug("session %s: reused connection failed (%s), "
+		    "retrying on a new one", s->client, why);
+		s->retried = 1;
+		s->up_eof = 0;
+		s->resp = RESP_NONE;
+		session_start_upstream(s);
+		return;
+	}
+	snprintf(s->err, sizeof(s->err), "%s", why);
+	session_error(s, timeout ? 504 : 502, why, 0);
+}
+
+static void
+session_parse_response(struct session *s)
+{
+	struct bufferevent *bev = upstream_bev(s->se_out);
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct http1_response resp;
+	size_t len, n, max = s->cfg->max_header_size;
+	const char *p;
+	unsigned flags;
+	long rc;
+
+	while (s->resp == RESP_HEAD) {
+		if ((len = evbuffer_get_length(in)) == 0)
+			return;
+		n = len > max + 1 ? max + 1 : len;
+		if ((p = (const char *)evbuffer_pullup(in, (ssize_t)n)) ==
+		    NULL) {
+			session_close(s, "out of memory");
+			return;
+		}
+		rc = http1_parse_response(p, n, max, s->head_req, &resp);
+		if (rc == 0 && n > max)
+			rc = -502;
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			log_warnx("route %s: malformed response from %s",
+			    s->route->name, upstream_name(s->up));
+			session_release_upstream(s, 0);
+			session_error(s, 502, "malformed response", 0);
+			return;
+		}
+		if (resp.status < 200) {
+			if (resp.status == 101) {
+				/* We never forward Upgrade. */
+				session_release_upstream(s, 0);
+				session_error(s, 502, "unexpected 101", 0);
+				return;
+			}
+			/* 100 answers an Expect we handled ourselves; other
+			 * interim responses only make sense to 1.1 devices
+			 * (RFC 9110 §15.2). */
+			if (resp.status != 100 && s->minor == 1) {
+				size_t before = evbuffer_get_length(
+				    bufferevent_get_output(s->se_in));
+
+				proxy_rewrite_response_head(&resp,
+				    PROXY_RESP_INTERIM,
+				    bufferevent_get_output(s->se_in));
+				s->bytes_out += evbuffer_get_length(
+				    bufferevent_get_output(s->se_in)) - before;
+			}
+			evbuffer_drain(in, (size_t)rc);
+			continue;
+		}
+		s->status = resp.status;
+		s->resp_framing = resp.framing;
+		s->resp_left = resp.content_length;
+		http1_chunked_init(&s->resp_chunk);
+		s->out_chunked = s->minor == 1 &&
+		    (resp.framing == HTTP1_BODY_CHUNKED ||
+		    resp.framing == HTTP1_BODY_CLOSE);
+		/* A 1.0 device cannot take chunked: the body ends with the
+		 * connection instead (RFC 9112 §7.1: HTTP/1.1 only). */
+		s->dev_keep = s->keep_alive && !s->px->stopping &&
+		    s->req == REQ_DONE && (s->minor == 1 ||
+		    resp.framing == HTTP1_BODY_LENGTH ||
+		    resp.framing == HTTP1_BODY_NONE);
+		s->up_keep = resp.keep_alive &&
+		    resp.framing != HTTP1_BODY_CLOSE;
+		flags = (s->out_chunked ? PROXY_RESP_CHUNKED : 0) |
+		    (s->dev_keep ? PROXY_RESP_KEEP : 0) |
+		    (s->minor == 0 ? PROXY_RESP_DEV10 : 0);
+		len = evbuffer_get_length(bufferevent_get_output(s->se_in));
+		if (proxy_rewrite_response_head(&resp, flags,
+		    bufferevent_get_output(s->se_in)) == -1) {
+			session_close(s, "out of memory");
+			return;
+		}
+		s->bytes_out += evbuffer_get_length(
+		    bufferevent_get_output(s->se_in)) - len;
+		evbuffer_drain(in, (size_t)rc);
+		s->resp_started = 1;
+		s->resp = RESP_BODY;
+		evbuffer_drain(s->head_out, evbuffer_get_length(s->head_out));
+		if (resp.framing == HTTP1_BODY_NONE ||
+		    (resp.framing == HTTP1_BODY_LENGTH && s->resp_left == 0)) {
+			session_response_done(s);
+			return;
+		}
+	}
+	session_pump_response(s);
+}
+
+/* Moves response body bytes to the device, with the device's framing. */
+static void
+session_pump_response(struct session *s)
+{
+	struct bufferevent *bev;
+	struct evbuffer *in, *out = bufferevent_get_output(s->se_in);
+	struct evbuffer_iovec v;
+	enum http1_chunk_status st;
+	size_t n, used, off, dlen;
+
+	if (s->se_out == NULL)
+		return;
+	bev = upstream_bev(s->se_out);
+	in = bufferevent_get_input(bev);
+	while (s->resp == RESP_BODY) {
+		if (evbuffer_get_length(out) >= PROXY_BUF_HIGH) {
+			bufferevent_disable(bev, EV_READ);
+			bufferevent_setwatermark(s->se_in, EV_WRITE,
+			    PROXY_BUF_HIGH / 2, 0);
+			return;
+		}
+		if ((n = evbuffer_get_length(in)) == 0) {
+			if (!s->up_eof)
+				return;
+			/* RFC 9112 §6.3 (8): the close ends this body; any
+			 * other body is truncated, and the device must not
+			 * take it as complete: no final chunk, a close. */
+			if (s->resp_framing == HTTP1_BODY_CLOSE) {
+				session_response_done(s);
+				return;
+			}
+			log_warnx("route %s: %s: upstream closed connection "
+			    "during the response", s->route->name,
+			    upstream_name(s->up));
+			session_close(s, "upstream closed connection");
+			return;
+		}
+		switch (s->resp_framing) {
+		case HTTP1_BODY_LENGTH:
+			if (n > s->resp_left)
+				n = (size_t)s->resp_left;
+			s->bytes_out += n;
+			evbuffer_remove_buffer(in, out, n);
+			s->resp_left -= n;
+			if (s->resp_left == 0) {
+				session_response_done(s);
+				return;
+			}
+			break;
+		case HTTP1_BODY_CLOSE:
+			if (s->out_chunked)
+				out_printf(s, "%zx\r\n", n);
+			s->bytes_out += n;
+			evbuffer_remove_buffer(in, out, n);
+			if (s->out_chunked)
+				out_add(s, "\r\n", 2);
+			break;
+		case HTTP1_BODY_CHUNKED:
+			if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+				return;
+			st = http1_chunked_feed(&s->resp_chunk, v.iov_base,
+			    v.iov_len, &used, &off, &dlen);
+			if (st == HTTP1_CHUNK_ERROR) {
+				/* The device must not see an end: close. */
+				session_close(s, "malformed chunked response");
+				return;
+			}
+			if (st == HTTP1_CHUNK_DATA) {
+				if (s->out_chunked)
+					out_printf(s, "%zx\r\n", dlen);
+				out_add(s, (char *)v.iov_base + off, dlen);
+				if (s->out_chunked)
+					out_add(s, "\r\n", 2);
+			}
+			evbuffer_drain(in, used);
+			if (st == HTTP1_CHUNK_DONE) {
+				session_response_done(s);
+				return;
+			}
+			break;
+		case HTTP1_BODY_NONE:
+			session_response_done(s);
+			return;
+		}
+	}
+}
+
+static void
+session_response_done(struct session *s)
+{
+	if (s->out_chunked)
+		out_add(s, "0\r\n\r\n", 5);
+	s->resp = RESP_DONE;
+	/* Reusable only after a complete exchange on both sides. */
+	session_release_upstream(s, s->up_keep && s->req == REQ_DONE);
+	if (s->req != REQ_DONE) {
+		/* The server answered before the request body ended; the
+		 * rest of it cannot be delimited any more. */
+		s->dev_keep = 0;
+		s->req = REQ_DONE;
+	}
+	session_txn_finish(s);
+}
+
+/* ---- device side callbacks ---- */
+
+static void
+dev_read(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->closing) {
+		evbuffer_drain(bufferevent_get_input(bev),
+		    evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
+	switch (s->req) {
+	case REQ_HEAD:
+		session_parse_head(s);
+		break;
+	case REQ_BODY:
+		session_pump_request(s);
+		break;
+	case REQ_WAIT_UP:
+	case REQ_DONE:
+		/* Pipelined or early bytes wait, bounded by the watermark. */
+		break;
+	}
+}
+
+static void
+dev_write(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			session_linger(s);
+		return;
+	}
+	if (s->resp == RESP_BODY && s->se_out != NULL) {
+		/* The device drained: read from the uplink again. */
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		bufferevent_enable(upstream_bev(s->se_out), EV_READ);
+		session_pump_response(s);
+	}
+}
+
+static void
+dev_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (s->closing) {
+		session_close(s, NULL);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		/* A body that stopped arriving: the request is incomplete
+		 * (RFC 9110 §15.5.9), and so is the uplink exchange. */
+		if ((what & BEV_EVENT_READING) && s->req == REQ_BODY &&
+		    !s->resp_started) {
+			session_error(s, 408, "device timeout", 1);
+			return;
+		}
+		session_close(s, "device timeout");
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		session_close(s, "device connection error");
+		return;
+	}
+	/* EOF.  A device may half-close after its request: answer it. */
+	if (s->req == REQ_DONE && s->resp != RESP_DONE && s->active) {
+		s->keep_alive = 0;
+		s->dev_keep = 0;
+		return;
+	}
+	session_close(s, s->active ? "device closed connection" : NULL);
+}
+
+/* ---- uplink side callbacks ---- */
+
+static void
+up_read(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	s->up_bytes = 1;
+	if (s->resp == RESP_HEAD)
+		session_parse_response(s);
+	else if (s->resp == RESP_BODY)
+		session_pump_response(s);
+}
+
+static void
+up_write(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->req == REQ_BODY) {
+		/* The uplink drained: read the device again. */
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		bufferevent_enable(s->se_in, EV_READ);
+		session_pump_request(s);
+	}
+}
+
+static void
+up_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	char err[UPSTREAM_ERRLEN];
+
+	(void)bev;
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_warnx("route %s: %s: upstream timeout", s->route->name,
+		    upstream_name(s->up));
+		session_upstream_failed(s, "upstream timeout", 1);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && s->resp == RESP_BODY) {
+		/* Relay what is buffered first (it may be waiting for the
+		 * device to drain); the pump then ends or aborts. */
+		s->up_eof = 1;
+		s->up_keep = 0;
+		session_pump_response(s);
+		return;
+	}
+	if (what & BEV_EVENT_EOF)
+		snprintf(err, sizeof(err), "upstream closed connection");
+	else
+		upstream_error(s->se_out, err, sizeof(err));
+	if (s->resp == RESP_BODY) {
+		/* The device must not take a truncated body as complete:
+		 * no final chunk, no more bytes; it sees the close. */
+		log_warnx("route %s: %s: %s during the response",
+		    s->route->name, upstream_name(s->up), err);
+		snprintf(s->err, sizeof(s->err), "%s", err);
+		session_close(s, err);
+		return;
+	}
+	if (!upstream_reused(s->se_out))
+		log_warnx("route %s: %s: %s", s->route->name,
+		    upstream_name(s->up), err);
+	session_upstream_failed(s, err, 0);
+}

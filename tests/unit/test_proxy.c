@@ -1,0 +1,358 @@
+/*
+ * Unit tests of the pure parts of proxy.c (route matching, head rewriting,
+ * retry policy) and of log_escape(), which guards the access log.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <cmocka.h>
+
+#include <event2/buffer.h>
+
+#include "config.h"
+#include "http1.h"
+#include "log.h"
+#include "proxy.h"
+
+static const char routes_conf[] =
+    "[gateway]\n"
+    "log_level = error\n"
+    "\n"
+    "[route plain]\n"
+    "listen = 127.0.0.1:18080\n"
+    "upstream = cloud.test:443\n"
+    "\n"
+    "[route exact]\n"
+    "listen = 127.0.0.1:18081\n"
+    "upstream = a.test:443\n"
+    "match_host = a.example\n"
+    "\n"
+    "[route wild]\n"
+    "listen = 127.0.0.1:18081\n"
+    "upstream = b.test:443\n"
+    "match_host = *.example\n"
+    "\n"
+    "[route wildapi]\n"
+    "listen = 127.0.0.1:18081\n"
+    "upstream = c.test:443\n"
+    "match_host = *.example\n"
+    "match_path = /api/\n"
+    "\n"
+    "[route wildapiv2]\n"
+    "listen = 127.0.0.1:18081\n"
+    "upstream = d.test:443\n"
+    "match_host = *.example\n"
+    "match_path = /api/v2/\n"
+    "\n"
+    "[route anyhost]\n"
+    "listen = 127.0.0.1:18082\n"
+    "upstream = e.test:443\n"
+    "match_path = /v1/\n";
+
+static struct config *
+load_routes(void)
+{
+	char err[256];
+	struct config *cfg;
+
+	cfg = config_parse("test.conf", routes_conf, strlen(routes_conf), err,
+	    sizeof(err));
+	if (cfg == NULL)
+		fail_msg("config_parse: %s", err);
+	return cfg;
+}
+
+static struct sockaddr_in
+addr4(const char *ip, unsigned port)
+{
+	struct sockaddr_in sin;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	assert_int_equal(inet_pton(AF_INET, ip, &sin.sin_addr), 1);
+	return sin;
+}
+
+static const char *
+match(const struct config *cfg, unsigned port, const char *host,
+    const char *path)
+{
+	struct sockaddr_in sin = addr4("127.0.0.1", port);
+	const struct route *r;
+
+	r = proxy_route_match(cfg, (const struct sockaddr *)&sin, host,
+	    strlen(host), path, strlen(path));
+	return r != NULL ? r->name : "-";
+}
+
+static void
+test_route_single(void **state)
+{
+	struct config *cfg = load_routes();
+
+	(void)state;
+	assert_string_equal(match(cfg, 18080, "whatever", "/"), "plain");
+	assert_string_equal(match(cfg, 18080, "", "/x"), "plain");
+	/* Another address: no route at all. */
+	assert_string_equal(match(cfg, 18083, "a.example", "/"), "-");
+	config_unref(cfg);
+}
+
+static void
+test_route_host(void **state)
+{
+	struct config *cfg = load_routes();
+
+	(void)state;
+	/* Exact beats wildcard; port and case do not matter. */
+	assert_string_equal(match(cfg, 18081, "a.example", "/"), "exact");
+	assert_string_equal(match(cfg, 18081, "A.Example:8080", "/"),
+	    "exact");
+	assert_string_equal(match(cfg, 18081, "a.example.", "/"), "exact");
+	assert_string_equal(match(cfg, 18081, "b.example", "/"), "wild");
+	assert_string_equal(match(cfg, 18081, "x.b.example", "/"), "wild");
+	/* "*.example" does not take "example" nor "xexample". */
+	assert_string_equal(match(cfg, 18081, "example", "/"), "-");
+	assert_string_equal(match(cfg, 18081, "xexample", "/"), "-");
+	assert_string_equal(match(cfg, 18081, "", "/"), "-");
+	assert_string_equal(match(cfg, 18081, "[::1]:80", "/"), "-");
+	config_unref(cfg);
+}
+
+static void
+test_route_path(void **state)
+{
+	struct config *cfg = load_routes();
+
+	(void)state;
+	/* Longest match_path wins among equal host matches. */
+	assert_string_equal(match(cfg, 18081, "b.example", "/api/x"),
+	    "wildapi");
+	assert_string_equal(match(cfg, 18081, "b.example", "/api/v2/x"),
+	    "wildapiv2");
+	assert_string_equal(match(cfg, 18081, "b.example", "/api"), "wild");
+	/* An exact host with no path beats a wildcard with one. */
+	assert_string_equal(match(cfg, 18081, "a.example", "/api/v2/x"),
+	    "exact");
+	assert_string_equal(match(cfg, 18082, "any", "/v1/telemetry"),
+	    "anyhost");
+	assert_string_equal(match(cfg, 18082, "any", "/v2/telemetry"), "-");
+	assert_string_equal(match(cfg, 18082, "any", "/v1"), "-");
+	config_unref(cfg);
+}
+
+static char *
+buf_string(struct evbuffer *b)
+{
+	size_t len = evbuffer_get_length(b);
+	char *s = malloc(len + 1);
+
+	assert_non_null(s);
+	evbuffer_copyout(b, s, len);
+	s[len] = '\0';
+	return s;
+}
+
+static char *
+rewrite_request(const char *raw)
+{
+	static struct http1_request req;
+	struct config *cfg = load_routes();
+	struct evbuffer *out = evbuffer_new();
+	char *s;
+	long rc;
+
+	rc = http1_parse_request(raw, strlen(raw), 16384, &req);
+	assert_int_equal(rc, (long)strlen(raw));
+	assert_int_equal(proxy_rewrite_request_head(&req,
+	    config_route(cfg, "plain"), "192.0.2.7", out), 0);
+	s = buf_string(out);
+	evbuffer_free(out);
+	config_unref(cfg);
+	return s;
+}
+
+static void
+test_rewrite_request(void **state)
+{
+	char *s;
+
+	(void)state;
+	s = rewrite_request("POST /v1/t?x=1 HTTP/1.1\r\n"
+	    "Host: gw.local:8080\r\n"
+	    "Connection: close, X-Drop\r\n"
+	    "X-Drop: secret\r\n"
+	    "Keep-Alive: timeout=5\r\n"
+	    "Proxy-Connection: keep-alive\r\n"
+	    "TE: trailers\r\n"
+	    "Upgrade: h2c\r\n"
+	    "Authorization: Basic ZDpw\r\n"
+	    "Via: 1.0 fred\r\n"
+	    "X-Forwarded-For: 10.0.0.1\r\n"
+	    "Expect: 100-continue\r\n"
+	    "Transfer-Encoding: chunked\r\n"
+	    "\r\n");
+	assert_string_equal(s, "POST /v1/t?x=1 HTTP/1.1\r\n"
+	    "Host: cloud.test\r\n"
+	    "Authorization: Basic ZDpw\r\n"
+	    "Via: 1.0 fred, 1.1 tlsgate\r\n"
+	    "X-Forwarded-For: 10.0.0.1, 192.0.2.7\r\n"
+	    "Transfer-Encoding: chunked\r\n"
+	    "\r\n");
+	free(s);
+
+	/* 1.0 device, absolute form, Content-Length regenerated. */
+	s = rewrite_request("PUT http://gw.local/a/b HTTP/1.0\r\n"
+	    "Content-Length: 12\r\n"
+	    "X-A: 1\r\n"
+	    "\r\n");
+	assert_string_equal(s, "PUT /a/b HTTP/1.1\r\n"
+	    "Host: cloud.test\r\n"
+	    "X-A: 1\r\n"
+	    "Via: 1.0 tlsgate\r\n"
+	    "X-Forwarded-For: 192.0.2.7\r\n"
+	    "Content-Length: 12\r\n"
+	    "\r\n");
+	free(s);
+}
+
+static char *
+rewrite_response(const char *raw, int head_req, unsigned flags)
+{
+	static struct http1_response resp;
+	struct evbuffer *out = evbuffer_new();
+	char *s;
+	long rc;
+
+	rc = http1_parse_response(raw, strlen(raw), 16384, head_req, &resp);
+	assert_int_equal(rc, (long)strlen(raw));
+	assert_int_equal(proxy_rewrite_response_head(&resp, flags, out), 0);
+	s = buf_string(out);
+	evbuffer_free(out);
+	return s;
+}
+
+static void
+test_rewrite_response(void **state)
+{
+	char *s;
+
+	(void)state;
+	/* Chunked to a 1.1 device that keeps the connection. */
+	s = rewrite_response("HTTP/1.1 200 OK\r\n"
+	    "Transfer-Encoding: chunked\r\n"
+	    "Connection: keep-alive\r\n"
+	    "Keep-Alive: timeout=5\r\n"
+	    "Content-Type: text/plain\r\n"
+	    "\r\n", 0, PROXY_RESP_CHUNKED | PROXY_RESP_KEEP);
+	assert_string_equal(s, "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: text/plain\r\n"
+	    "Via: 1.1 tlsgate\r\n"
+	    "Transfer-Encoding: chunked\r\n"
+	    "\r\n");
+	free(s);
+
+	/* Chunked to a 1.0 device: no framing header, close. */
+	s = rewrite_response("HTTP/1.1 200 OK\r\n"
+	    "Transfer-Encoding: chunked\r\n"
+	    "\r\n", 0, PROXY_RESP_DEV10);
+	assert_string_equal(s, "HTTP/1.1 200 OK\r\n"
+	    "Via: 1.1 tlsgate\r\n"
+	    "Connection: close\r\n"
+	    "\r\n");
+	free(s);
+
+	/* HEAD: the Content-Length of the GET is kept; 1.0 keep-alive. */
+	s = rewrite_response("HTTP/1.0 200 OK\r\n"
+	    "Content-Length: 1000\r\n"
+	    "Via: 1.1 lb\r\n"
+	    "Connection: keep-alive\r\n"
+	    "\r\n", 1, PROXY_RESP_KEEP | PROXY_RESP_DEV10);
+	assert_string_equal(s, "HTTP/1.1 200 OK\r\n"
+	    "Content-Length: 1000\r\n"
+	    "Via: 1.1 lb, 1.0 tlsgate\r\n"
+	    "Connection: keep-alive\r\n"
+	    "\r\n");
+	free(s);
+
+	/* Interim: no framing and no Connection. */
+	s = rewrite_response("HTTP/1.1 103 Early Hints\r\n"
+	    "Link: </s.css>; rel=preload\r\n"
+	    "\r\n", 0, PROXY_RESP_INTERIM);
+	assert_string_equal(s, "HTTP/1.1 103 Early Hints\r\n"
+	    "Link: </s.css>; rel=preload\r\n"
+	    "Via: 1.1 tlsgate\r\n"
+	    "\r\n");
+	free(s);
+}
+
+static void
+test_idempotent(void **state)
+{
+	(void)state;
+	assert_true(proxy_idempotent("GET"));
+	assert_true(proxy_idempotent("HEAD"));
+	assert_true(proxy_idempotent("PUT"));
+	assert_true(proxy_idempotent("DELETE"));
+	assert_true(proxy_idempotent("OPTIONS"));
+	assert_false(proxy_idempotent("POST"));
+	assert_false(proxy_idempotent("PATCH"));
+	assert_false(proxy_idempotent("get"));
+}
+
+static void
+test_addr_equal(void **state)
+{
+	struct sockaddr_in a = addr4("127.0.0.1", 80);
+	struct sockaddr_in b = addr4("127.0.0.1", 80);
+	struct sockaddr_in c = addr4("127.0.0.1", 81);
+	struct sockaddr_in d = addr4("127.0.0.2", 80);
+	struct sockaddr_in6 e;
+
+	(void)state;
+	memset(&e, 0, sizeof(e));
+	e.sin6_family = AF_INET6;
+	e.sin6_port = htons(80);
+	assert_true(proxy_addr_equal((void *)&a, (void *)&b));
+	assert_false(proxy_addr_equal((void *)&a, (void *)&c));
+	assert_false(proxy_addr_equal((void *)&a, (void *)&d));
+	assert_false(proxy_addr_equal((void *)&a, (void *)&e));
+	assert_true(proxy_addr_equal((void *)&e, (void *)&e));
+}
+
+static void
+test_log_escape(void **state)
+{
+	char out[32];
+
+	(void)state;
+	assert_string_equal(log_escape(out, sizeof(out), "a\"b\\c\n\x01", 7),
+	    "a\\\"b\\\\c\\x0a\\x01");
+	/* Truncation never splits an escape and always terminates. */
+	assert_string_equal(log_escape(out, 6, "ab\"cd", 5), "ab\\\"c");
+	assert_string_equal(log_escape(out, 5, "ab\ncd", 5), "ab");
+	assert_string_equal(log_escape(out, 1, "abc", 3), "");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_route_single),
+		cmocka_unit_test(test_route_host),
+		cmocka_unit_test(test_route_path),
+		cmocka_unit_test(test_rewrite_request),
+		cmocka_unit_test(test_rewrite_response),
+		cmocka_unit_test(test_idempotent),
+		cmocka_unit_test(test_addr_equal),
+		cmocka_unit_test(test_log_escape),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
