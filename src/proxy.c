@@ -348,78 +348,6 @@ proxy_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
 	return 0;
 }
 
-/*
- * How well match_host accepts `host`: 3 exact, 2 wildcard, 1 no
- * match_host at all, 0 not accepted.  `host` has its port stripped.
- */
-static int
-proxy_host_score(const char *pattern, const char *host, size_t hostlen)
-{
-	size_t plen;
-
-	if (pattern == NULL)
-		return 1;
-	plen = strlen(pattern);
-	if (pattern[0] == '*' && pattern[1] == '.') {
-		/* "*.example.com" takes "a.example.com" and
-		 * "b.a.example.com", not "example.com" itself. */
-		plen--;
-		return hostlen > plen && strncasecmp(host + hostlen - plen,
-		    pattern + 1, plen) == 0 ? 2 : 0;
-	}
-	return hostlen == plen && strncasecmp(host, pattern, plen) == 0 ?
-	    3 : 0;
-}
-
-const struct route *
-proxy_route_match(const struct config *cfg, const struct sockaddr *listen,
-    const char *host, size_t hostlen, const char *path, size_t pathlen)
-{
-	const struct route *r, *best = NULL;
-	size_t i, mlen, best_len = 0, colon;
-	int score, best_score = 0;
-
-	/* RFC 9110 §7.2: Host is uri-host [ ":" port ]; the port is not
-	 * part of the name.  An IPv6 literal keeps its brackets. */
-	if (hostlen > 0 && host[0] == '[') {
-		for (i = 0; i < hostlen && host[i] != ']'; i++)
-			;
-		if (i < hostlen)
-			hostlen = i + 1;
-	} else {
-		for (colon = 0; colon < hostlen && host[colon] != ':';
-		    colon++)
-			;
-		hostlen = colon;
-	}
-	/* A fully qualified name may end with a dot. */
-	if (hostlen > 0 && host[hostlen - 1] == '.')
-		hostlen--;
-	for (i = 0; i < cfg->nroutes; i++) {
-		r = &cfg->routes[i];
-		if (!proxy_addr_equal((const struct sockaddr *)&r->listen_addr,
-		    listen))
-			continue;
-		if ((score = proxy_host_score(r->match_host, host,
-		    hostlen)) == 0)
-			continue;
-		mlen = 0;
-		if (r->match_path != NULL) {
-			mlen = strlen(r->match_path);
-			if (pathlen < mlen ||
-			    memcmp(path, r->match_path, mlen) != 0)
-				continue;
-		}
-		if (best == NULL || score > best_score ||
-		    (score == best_score && mlen > best_len)) {
-			best = r;
-			best_score = score;
-			best_len = mlen;
-		}
-	}
-	return best;
-}
-
 /* Appends "Name: v1, v2, ..., extra" gathering every field `flag` marks. */
 static int
 proxy_add_list(struct evbuffer *out, const struct http1_header *hs,
@@ -916,9 +844,8 @@ session_parse_head(struct session *s)
 	http1_chunked_init(&s->req_chunk);
 	s->req = req.framing == HTTP1_BODY_NONE ? REQ_DONE : REQ_BODY;
 
-	s->route = proxy_route_match(s->cfg,
-	    (const struct sockaddr *)&s->listen, req.host.p, req.host.len,
-	    req.path.p, n);
+	s->route = config_match(s->cfg, (const struct sockaddr *)&s->listen,
+	    sizeof(s->listen), req.host.p, req.host.len, req.path.p, n);
 	if (s->route != NULL)
 		s->up = s->px->ups[s->route - s->cfg->routes];
 	else {

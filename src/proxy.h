@@ -72,18 +72,6 @@ size_t proxy_sessions(const struct proxy *px);
 int proxy_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
 
 /**
- * The route for a request received on `listen` with Host `host` (port
- * and case ignored; may be empty) and path `path` (query excluded).
- * Among the routes on that address whose match_host and match_path
- * accept the request, an exact match_host beats a "*.suffix" one, which
- * beats none; then the longest match_path wins; then file order.
- * Returns NULL when none matches (the caller answers 404).
- */
-const struct route *proxy_route_match(const struct config *cfg,
-    const struct sockaddr *listen, const char *host, size_t hostlen,
-    const char *path, size_t pathlen);
-
-/**
  * Appends to `out` the request head sent upstream for `req` on route `r`:
  * "METHOD path HTTP/1.1", "Host: <r->host>", the device's fields except
  * hop-by-hop ones, Host, Content-Length and Expect, one Via with

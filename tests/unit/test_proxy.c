@@ -86,8 +86,8 @@ match(const struct config *cfg, unsigned port, const char *host,
 	struct sockaddr_in sin = addr4("127.0.0.1", port);
 	const struct route *r;
 
-	r = proxy_route_match(cfg, (const struct sockaddr *)&sin, host,
-	    strlen(host), path, strlen(path));
+	r = config_match(cfg, (const struct sockaddr *)&sin, sizeof(sin),
+	    host, strlen(host), path, strlen(path));
 	return r != NULL ? r->name : "-";
 }
 
