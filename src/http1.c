@@ -780,6 +780,12 @@ response_finish(struct http1_response *resp, int head_request)
 	/* §6.1, §6.3 item 3: conflicting framing, whatever the status. */
 	if (f.te && (f.ncl > 0 || resp->minor == 0 || f.nchunked > 1))
 		return -1;
+	/* RFC 9112 §7.4: without a TE field in the request (we never send
+	 * one) only chunked may be applied.  Relaying another coding would
+	 * need it kept in Transfer-Encoding, which HTTP/1.0 devices cannot
+	 * receive, so such a response is refused rather than mislabelled. */
+	if (f.te_other)
+		return -1;
 	if (head_request || s / 100 == 1 || s == 204 || s == 304)
 		resp->framing = HTTP1_BODY_NONE; /* §6.3 item 1 */
 	else if (f.te)                           /* item 4 */
