@@ -750,6 +750,10 @@ def listening_ports(pid):
     return ports
 
 
+# Transport for every route that does not choose one (tls = ...).
+UPLINK_TLS = os.environ.get("E2E_TLS") or None
+
+
 def route_conf(name, **keys):
     """A [route NAME] section; keys with value None are left out."""
     lines = ["[route %s]" % name]
@@ -806,6 +810,10 @@ class Gateway:
                     tags[lst] = "127.0.0.1:%d" % free_port()
                 keys["listen"] = tags[lst]
             self.listen.append(keys["listen"])
+            # E2E_TLS=builtin runs the same scenarios over the built-in
+            # TLS 1.3 client (tests/run.sh does a second pass with it).
+            if UPLINK_TLS and "tls" not in keys and "upstream" in keys:
+                keys["tls"] = UPLINK_TLS
             text += "\n" + route_conf(rname, **keys)
         with open(self.conf, "w") as f:
             f.write(text)
