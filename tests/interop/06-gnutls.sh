@@ -8,6 +8,7 @@
 # probe's limit.  gnutls-serv requests (without requiring) a client
 # certificate by default, so every run here also exercises an empty client
 # Certificate.  Note: gnutls-serv has no option to bind 127.0.0.1 only.
+PRIVATE_NET=1
 . "$(dirname "$0")/lib.sh"
 need_probe
 need "$GNUTLS_SERV" "apt install gnutls-bin"

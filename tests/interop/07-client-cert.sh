@@ -5,6 +5,7 @@
 # ECDSA P-256, RSA-2048 (rsa_pss_rsae_sha256 CertificateVerify) and Ed25519
 # client keys; no certificate when one is required (certificate_required);
 # a certificate from a CA the server does not trust.
+PRIVATE_NET=1
 . "$(dirname "$0")/lib.sh"
 need_probe
 pki_std p256

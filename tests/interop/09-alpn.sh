@@ -4,6 +4,7 @@
 # prints it (alpn=...), must be http/1.1; a server that insists on another
 # protocol (gnutls-serv --alpn-fatal) makes the handshake fail with
 # no_application_protocol.
+PRIVATE_NET=1
 . "$(dirname "$0")/lib.sh"
 need_probe
 pki_std p256

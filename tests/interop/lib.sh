@@ -15,6 +15,14 @@
 
 set -u
 
+# gnutls-serv cannot be told to bind 127.0.0.1 only.  Scripts that start it
+# set PRIVATE_NET=1 before sourcing this file and then run in a network
+# namespace of their own whose only interface is loopback.
+if [ "${PRIVATE_NET:-}" = 1 ] && [ -z "${TLSGATE_IN_NETNS:-}" ]; then
+	exec unshare --net -- env TLSGATE_IN_NETNS=1 bash -c \
+		'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+fi
+
 PROBE=${TLSGATE_PROBE:-./tlsgate-probe}
 OPENSSL=${OPENSSL:-openssl}
 GNUTLS_SERV=${GNUTLS_SERV:-gnutls-serv}
