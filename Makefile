@@ -99,7 +99,7 @@ asan: deps
 clean:
 	rm -rf build build-asan build-fuzz tlsgate tlsgate-probe
 
--include $(shell find build build-asan -name '*.d' -type f 2>/dev/null)
+-include $(shell find $(O)/src $(O)/tools $(O)/tests -name '*.d' -type f 2>/dev/null)
 
 # Further targets (packaging, benchmarks) live in their own fragments.
 -include $(wildcard mk/*.mk)
