@@ -33,7 +33,9 @@ ifneq ($(wildcard tools/tlsgate-probe.c),)
 PROGS += $(BIN)/tlsgate-probe
 endif
 
-.PHONY: all run check unit test-all asan fuzz fuzz-smoke bench deps clean install
+.PHONY: all run check unit asan fuzz fuzz-build deps clean
+# Keep the objects of unit tests and fuzz targets between runs.
+.SECONDARY:
 
 all: $(PROGS)
 
