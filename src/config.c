@@ -57,6 +57,13 @@ enum config_type {
 	CONFIG_T_MATCH_HOST,  /* char *: name or "*.suffix", lower-cased */
 	CONFIG_T_MATCH_PATH,  /* char *: "/" prefix */
 	CONFIG_T_PATH,        /* char *: a readable regular file */
+	CONFIG_T_TLS,         /* int: enum config_tls by name */
+	CONFIG_T_FRAGMENT,    /* int: 0 or a max_fragment_length size */
+	CONFIG_T_RECORD_LIMIT, /* int: 0 or [min, max] */
+	CONFIG_T_FALLBACK,    /* int: full (0) or refuse (1) */
+	CONFIG_T_GROUPS,      /* route: groups, ngroups */
+	CONFIG_T_CIPHERS,     /* route: ciphers, nciphers */
+	CONFIG_T_ALPN,        /* char *: protocol names */
 };
 
 /* One configuration key.  `def` is the default as it would be written in
@@ -70,12 +77,15 @@ struct config_key {
 	long long max;
 	const char *def;
 	size_t offset;
+	int builtin;          /* only for routes with tls = builtin */
 };
 
 #define GW(n, t, lo, hi, d, f) \
-	{ CONFIG_SEC_GATEWAY, n, t, lo, hi, d, offsetof(struct config, f) }
+	{ CONFIG_SEC_GATEWAY, n, t, lo, hi, d, offsetof(struct config, f), 0 }
 #define RT(n, t, lo, hi, d, f) \
-	{ CONFIG_SEC_ROUTE, n, t, lo, hi, d, offsetof(struct route, f) }
+	{ CONFIG_SEC_ROUTE, n, t, lo, hi, d, offsetof(struct route, f), 0 }
+#define RTB(n, t, lo, hi, d, f) \
+	{ CONFIG_SEC_ROUTE, n, t, lo, hi, d, offsetof(struct route, f), 1 }
 
 static const struct config_key config_table[] = {
 	GW("log_level", CONFIG_T_LOG_LEVEL, 0, 0, "info", log_level),
@@ -86,6 +96,8 @@ static const struct config_key config_table[] = {
 	    max_header_size),
 	GW("max_body_size", CONFIG_T_SIZE, 0, 1LL << 40, "65536",
 	    max_body_size),
+	GW("shutdown_timeout", CONFIG_T_INT, 0, 86400, "30",
+	    shutdown_timeout),
 
 	RT("listen", CONFIG_T_LISTEN, 0, 0, NULL, listen),
 	RT("upstream", CONFIG_T_UPSTREAM, 0, 0, NULL, upstream_host),
@@ -100,9 +112,44 @@ static const struct config_key config_table[] = {
 	    upstream_timeout),
 	RT("match_host", CONFIG_T_MATCH_HOST, 0, 0, NULL, match_host),
 	RT("match_path", CONFIG_T_MATCH_PATH, 0, 0, NULL, match_path),
+	RT("tls", CONFIG_T_TLS, 0, 0, "openssl", tls),
+	/* RFC 6066 §4: 2^9..2^12 only. */
+	RTB("max_fragment", CONFIG_T_FRAGMENT, 0, 0, "0", max_fragment),
+	/* RFC 8449 §4: at least 64; 2^14 is TLS 1.3's plaintext limit. */
+	RTB("record_size_limit", CONFIG_T_RECORD_LIMIT, 64, 16384, "0",
+	    record_size_limit),
+	RTB("record_fallback", CONFIG_T_FALLBACK, 0, 0, "full",
+	    record_fallback),
+	RTB("groups", CONFIG_T_GROUPS, 0, 0, NULL, groups),
+	RTB("ciphers", CONFIG_T_CIPHERS, 0, 0, NULL, ciphers),
+	RTB("resumption", CONFIG_T_BOOL, 0, 1, "yes", resumption),
+	RTB("alpn", CONFIG_T_ALPN, 0, 0, NULL, alpn),
 };
 
 #define CONFIG_NKEYS (sizeof(config_table) / sizeof(config_table[0]))
+
+/* `groups` and `ciphers`: names to IANA code points (RFC 9846 §4.2.7,
+ * §B.4).  The curve is also accepted under its NIST name. */
+struct config_name {
+	const char *name;
+	uint16_t code;
+};
+
+static const struct config_name config_groups[] = {
+	{ "x25519", 0x001d },
+	{ "secp256r1", 0x0017 },
+	{ "P-256", 0x0017 },
+	{ "prime256v1", 0x0017 },
+};
+
+static const struct config_name config_ciphers[] = {
+	{ "TLS_AES_128_GCM_SHA256", 0x1301 },
+	{ "TLS_AES_256_GCM_SHA384", 0x1302 },
+	{ "TLS_CHACHA20_POLY1305_SHA256", 0x1303 },
+};
+
+/* Longest ALPN protocol name the built-in client keeps. */
+#define CONFIG_MAX_ALPN_NAME 31
 
 static const char *const config_log_levels[] = {
 	[CONFIG_LOG_ERROR] = "error",
@@ -125,6 +172,10 @@ struct config_parser {
 	int gateway_line;        /* 0 until [gateway] is seen */
 	uint32_t gateway_seen;   /* bit i: config_table[i] was set */
 	uint32_t route_seen[CONFIG_MAX_ROUTES];
+	/* First builtin-only key of each route, checked against its `tls`
+	 * once the whole section is read. */
+	int builtin_line[CONFIG_MAX_ROUTES];
+	const char *builtin_key[CONFIG_MAX_ROUTES];
 
 	char *err;
 	size_t errlen;
@@ -623,6 +674,144 @@ config_set_number(struct config_parser *p, const struct config_key *k,
 	return 0;
 }
 
+static int
+config_set_tls(struct config_parser *p, const struct config_key *k,
+    int *slot, const char *v)
+{
+	if (strcmp(v, "openssl") == 0)
+		*slot = CONFIG_TLS_OPENSSL;
+	else if (strcmp(v, "builtin") == 0)
+		*slot = CONFIG_TLS_BUILTIN;
+	else {
+		config_error(p, p->line, "%s: \"%.*s\" is not openssl or "
+		    "builtin", k->name, CONFIG_QUOTE_MAX, v);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+config_set_fallback(struct config_parser *p, const struct config_key *k,
+    int *slot, const char *v)
+{
+	if (strcmp(v, "full") == 0)
+		*slot = 0;
+	else if (strcmp(v, "refuse") == 0)
+		*slot = 1;
+	else {
+		config_error(p, p->line, "%s: \"%.*s\" is not full or refuse",
+		    k->name, CONFIG_QUOTE_MAX, v);
+		return -1;
+	}
+	return 0;
+}
+
+/* max_fragment_length (RFC 6066 §4) takes four sizes; 0 asks nothing. */
+static int
+config_set_fragment(struct config_parser *p, const struct config_key *k,
+    int *slot, const char *v)
+{
+	unsigned long long n;
+
+	if (config_parse_number(v, strlen(v), &n) == -1 ||
+	    (n != 0 && n != 512 && n != 1024 && n != 2048 && n != 4096)) {
+		config_error(p, p->line, "%s: \"%.*s\" is not 0, 512, 1024, "
+		    "2048 or 4096", k->name, CONFIG_QUOTE_MAX, v);
+		return -1;
+	}
+	*slot = (int)n;
+	return 0;
+}
+
+/* 0 (not sent) or a number in the key's bounds. */
+static int
+config_set_record_limit(struct config_parser *p, const struct config_key *k,
+    int *slot, const char *v)
+{
+	unsigned long long n;
+
+	if (config_parse_number(v, strlen(v), &n) == -1 ||
+	    (n != 0 && (n < (unsigned long long)k->min ||
+	    n > (unsigned long long)k->max))) {
+		config_error(p, p->line, "%s: \"%.*s\" is not 0 or %lld-%lld",
+		    k->name, CONFIG_QUOTE_MAX, v, k->min, k->max);
+		return -1;
+	}
+	*slot = (int)n;
+	return 0;
+}
+
+/* A list of names separated by blanks or commas, each from `names`, no
+ * duplicates, in preference order. */
+static int
+config_set_name_list(struct config_parser *p, const struct config_key *k,
+    const struct config_name *names, size_t nnames, uint16_t *list,
+    size_t *nlist, const char *v)
+{
+	size_t i, j, len, n = 0;
+
+	while (*(v += strspn(v, ", \t")) != '\0') {
+		len = strcspn(v, ", \t");
+		for (i = 0; i < nnames; i++)
+			if (strlen(names[i].name) == len &&
+			    strncasecmp(names[i].name, v, len) == 0)
+				break;
+		if (i == nnames) {
+			config_error(p, p->line, "%s: unknown name \"%.*s\"",
+			    k->name, (int)(len > CONFIG_QUOTE_MAX ?
+			    CONFIG_QUOTE_MAX : len), v);
+			return -1;
+		}
+		for (j = 0; j < n; j++)
+			if (list[j] == names[i].code)
+				break;
+		if (j < n) {
+			config_error(p, p->line, "%s: \"%.*s\" is listed twice",
+			    k->name, (int)len, v);
+			return -1;
+		}
+		if (n == CONFIG_MAX_TLS_LIST) {
+			config_error(p, p->line, "%s: more than %d names",
+			    k->name, CONFIG_MAX_TLS_LIST);
+			return -1;
+		}
+		list[n++] = names[i].code;
+		v += len;
+	}
+	if (n == 0) {
+		config_error(p, p->line, "%s: missing value", k->name);
+		return -1;
+	}
+	*nlist = n;
+	return 0;
+}
+
+/* RFC 7301 §3.1: non-empty names; ours are printable ASCII without
+ * separators, at most CONFIG_MAX_ALPN_NAME bytes. */
+static int
+config_set_alpn(struct config_parser *p, const struct config_key *k,
+    char **slot, const char *v)
+{
+	const char *s = v;
+	size_t len;
+
+	while (*(s += strspn(s, ", \t")) != '\0') {
+		len = strcspn(s, ", \t");
+		if (len > CONFIG_MAX_ALPN_NAME) {
+			config_error(p, p->line, "%s: \"%.*s\" is longer than "
+			    "%d bytes", k->name, CONFIG_QUOTE_MAX, s,
+			    CONFIG_MAX_ALPN_NAME);
+			return -1;
+		}
+		s += len;
+	}
+	if (strspn(v, ", \t") == strlen(v)) {
+		config_error(p, p->line, "%s: missing value", k->name);
+		return -1;
+	}
+	return config_set_string(p, slot, v, strlen(v));
+}
+
 /* Stores value v of key k into the struct at base (a struct config for
  * [gateway], a struct route for [route]). */
 static int
@@ -639,6 +828,7 @@ config_set(struct config_parser *p, const struct config_key *k, void *base,
 		case CONFIG_T_MATCH_HOST:
 		case CONFIG_T_MATCH_PATH:
 		case CONFIG_T_PATH:
+		case CONFIG_T_ALPN:
 			return config_set_string(p, slot, k->def ? k->def : "",
 			    k->def ? strlen(k->def) : 0);
 		default:
@@ -674,6 +864,26 @@ config_set(struct config_parser *p, const struct config_key *k, void *base,
 		return config_set_match_path(p, k, slot, v);
 	case CONFIG_T_PATH:
 		return config_set_path(p, k, slot, v);
+	case CONFIG_T_TLS:
+		return config_set_tls(p, k, slot, v);
+	case CONFIG_T_FRAGMENT:
+		return config_set_fragment(p, k, slot, v);
+	case CONFIG_T_RECORD_LIMIT:
+		return config_set_record_limit(p, k, slot, v);
+	case CONFIG_T_FALLBACK:
+		return config_set_fallback(p, k, slot, v);
+	case CONFIG_T_GROUPS:
+		return config_set_name_list(p, k, config_groups,
+		    sizeof(config_groups) / sizeof(config_groups[0]),
+		    ((struct route *)base)->groups,
+		    &((struct route *)base)->ngroups, v);
+	case CONFIG_T_CIPHERS:
+		return config_set_name_list(p, k, config_ciphers,
+		    sizeof(config_ciphers) / sizeof(config_ciphers[0]),
+		    ((struct route *)base)->ciphers,
+		    &((struct route *)base)->nciphers, v);
+	case CONFIG_T_ALPN:
+		return config_set_alpn(p, k, slot, v);
 	}
 	config_error(p, p->line, "%s: internal error: bad key type", k->name);
 	return -1;
@@ -957,6 +1167,10 @@ config_handler(void *user, const char *section, const char *name,
 	if (k->type == CONFIG_T_PATH && value[0] != '\0' &&
 	    config_check_file(p, p->line, k->name, value, NULL) == -1)
 		return 0;
+	if (k->builtin && p->builtin_line[p->route] == 0) {
+		p->builtin_line[p->route] = p->line;
+		p->builtin_key[p->route] = k->name;
+	}
 	return 1;
 }
 
@@ -1099,6 +1313,13 @@ config_finish(struct config_parser *p)
 
 		if (config_finish_route(p, r) == -1)
 			return -1;
+		/* Fail rather than ignore: the key would not do what the
+		 * file says. */
+		if (r->tls != CONFIG_TLS_BUILTIN && p->builtin_line[i] != 0) {
+			config_error(p, p->builtin_line[i], "route \"%s\": %s "
+			    "needs tls = builtin", r->name, p->builtin_key[i]);
+			return -1;
+		}
 		for (j = 0; j < i; j++) {
 			const struct route *o = &cfg->routes[j];
 
@@ -1140,6 +1361,7 @@ config_free_route(struct route *r)
 	free(r->client_key);
 	free(r->match_host);
 	free(r->match_path);
+	free(r->alpn);
 }
 
 static void

@@ -17,6 +17,15 @@
 /* A larger configuration file is rejected before it is parsed. */
 #define CONFIG_MAX_FILE (1024 * 1024)
 
+/* Longest `groups` / `ciphers` list of a builtin route. */
+#define CONFIG_MAX_TLS_LIST 8
+
+/* `tls`: which client carries a route's uplink. */
+enum config_tls {
+	CONFIG_TLS_OPENSSL = 0,  /* libssl (transport_openssl.c) */
+	CONFIG_TLS_BUILTIN,      /* src/tls13 (transport_tls13.c) */
+};
+
 enum config_log_level {
 	CONFIG_LOG_ERROR = 0,
 	CONFIG_LOG_WARNING,
@@ -53,6 +62,21 @@ struct route {
 	 * match_path is a prefix starting with '/'. */
 	char *match_host;
 	char *match_path;
+
+	/* `tls`: enum config_tls, default openssl.  The keys below apply to
+	 * builtin routes only (an error on an openssl route). */
+	int tls;
+	int max_fragment;      /* 0 (none), 512, 1024, 2048 or 4096 */
+	int record_size_limit; /* RFC 8449: 0 (none) or 64..16384 */
+	int resumption;        /* PSK resumption with tickets, default 1 */
+	int record_fallback;   /* 0: accept full records, 1: refuse */
+	/* IANA code points in preference order; 0 entries: the engine's
+	 * defaults (x25519 secp256r1; the three TLS 1.3 suites). */
+	uint16_t groups[CONFIG_MAX_TLS_LIST];
+	size_t ngroups;
+	uint16_t ciphers[CONFIG_MAX_TLS_LIST];
+	size_t nciphers;
+	char *alpn;            /* protocol names, comma-separated; NULL unset */
 };
 
 /** The whole validated configuration; immutable once loaded. */
@@ -64,6 +88,8 @@ struct config {
 	int idle_timeout;        /* seconds, default 60 */
 	size_t max_header_size;  /* bytes, default 16384 */
 	size_t max_body_size;    /* bytes, default 65536; 0 = unlimited */
+	int shutdown_timeout;    /* seconds requests in flight get after
+				    SIGTERM, default 30; 0 = close at once */
 
 	struct route *routes;    /* in file order */
 	size_t nroutes;          /* at least 1 */

@@ -1,5 +1,8 @@
 /*
- * listener: listening sockets and admission.
+ * listener: listening sockets and admission.  A socket comes from socket
+ * activation when the service manager passed one bound to the route's
+ * address (service_find_fd), and is bound here otherwise.  Reload keeps
+ * the sockets whose address stays, so nothing queued on them is lost.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -17,18 +20,20 @@
 #include "listener.h"
 #include "log.h"
 #include "proxy.h"
+#include "service.h"
 
 struct listen_sock {
 	struct listener *l;
 	struct evconnlistener *lev;
 	const struct route *route;      /* first route on this address */
+	int inherited;                  /* passed by the service manager */
 };
 
 struct listener {
 	struct event_base *base;
 	const struct config *cfg;
 	struct proxy *px;
-	struct listen_sock *socks;
+	struct listen_sock **socks;     /* stable: each is a callback arg */
 	size_t nsocks;
 	int paused;                     /* at max_clients or EMFILE */
 	struct event *resume;           /* EMFILE back-off */
@@ -42,6 +47,12 @@ static void listener_session_closed(void *);
 static void listener_resume(evutil_socket_t, short, void *);
 static void listener_enable(struct listener *, int);
 static evutil_socket_t listener_bind(const struct route *);
+static struct listen_sock *listener_open(struct listener *,
+    const struct route *);
+static void listener_sock_free(struct listen_sock *);
+static struct listen_sock *listener_find(struct listen_sock **, size_t,
+    const struct route *);
+static void listener_unused_fds(const struct config *);
 
 /*
  * Sockets are made here rather than by evconnlistener_new_bind() because
@@ -80,15 +91,126 @@ fail:
 	return -1;
 }
 
+/* Opens the socket of r's address: the inherited one, or a new one. */
+static struct listen_sock *
+listener_open(struct listener *l, const struct route *r)
+{
+	struct listen_sock *ls;
+	evutil_socket_t fd;
+	int inherited = 0;
+
+	if ((ls = calloc(1, sizeof(*ls))) == NULL) {
+		log_warnx("listener: out of memory");
+		return NULL;
+	}
+	fd = service_find_fd((const struct sockaddr *)&r->listen_addr,
+	    r->listen_addrlen);
+	if (fd != -1)
+		inherited = 1;
+	else if ((fd = listener_bind(r)) == -1) {
+		free(ls);
+		return NULL;
+	}
+	ls->l = l;
+	ls->route = r;
+	ls->inherited = inherited;
+	/* An inherited socket stays open when its route goes away: the
+	 * socket unit still owns it, and a later reload may want it back. */
+	ls->lev = evconnlistener_new(l->base, listener_accept, ls,
+	    inherited ? 0 : LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (ls->lev == NULL) {
+		log_warnx("route %s: cannot listen on %s", r->name, r->listen);
+		if (!inherited)
+			evutil_closesocket(fd);
+		free(ls);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(ls->lev, listener_error);
+	if (l->paused || l->closed)
+		evconnlistener_disable(ls->lev);
+	log_info("listening on %s%s", r->listen,
+	    inherited ? " (socket from the service manager)" : "");
+	return ls;
+}
+
+static void
+listener_sock_free(struct listen_sock *ls)
+{
+	if (ls == NULL)
+		return;
+	if (ls->lev != NULL)
+		evconnlistener_free(ls->lev);
+	free(ls);
+}
+
+/* The socket in socks[0..n) on r's address, or NULL. */
+static struct listen_sock *
+listener_find(struct listen_sock **socks, size_t n, const struct route *r)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (socks[i] != NULL && proxy_addr_equal(
+		    (const struct sockaddr *)&socks[i]->route->listen_addr,
+		    (const struct sockaddr *)&r->listen_addr))
+			return socks[i];
+	return NULL;
+}
+
+/* A passed socket no route listens on is a mismatch between the socket
+ * unit and the configuration: worth a line, not worth failing for. */
+static void
+listener_unused_fds(const struct config *cfg)
+{
+	const struct service_socket *ss;
+	char host[INET6_ADDRSTRLEN] = "?";
+	size_t n, i, j;
+	unsigned port = 0;
+
+	if (service_listen_fds(&ss, &n) == -1)
+		return;
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < cfg->nroutes; j++)
+			if (proxy_addr_equal((const struct sockaddr *)
+			    &ss[i].addr, (const struct sockaddr *)
+			    &cfg->routes[j].listen_addr))
+				break;
+		if (j < cfg->nroutes)
+			continue;
+		if (ss[i].addr.ss_family == AF_INET) {
+			const struct sockaddr_in *sin =
+			    (const void *)&ss[i].addr;
+
+			inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+			port = ntohs(sin->sin_port);
+			log_warnx("socket %s:%u from the service manager: no "
+			    "route listens there, unused", host, port);
+		} else if (ss[i].addr.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *sin6 =
+			    (const void *)&ss[i].addr;
+
+			inet_ntop(AF_INET6, &sin6->sin6_addr, host,
+			    sizeof(host));
+			port = ntohs(sin6->sin6_port);
+			log_warnx("socket [%s]:%u from the service manager: "
+			    "no route listens there, unused", host, port);
+		} else
+			log_warnx("socket %d from the service manager: not "
+			    "TCP, unused", ss[i].fd);
+	}
+}
+
 struct listener *
 listener_new(struct event_base *base, const struct config *cfg,
     struct proxy *px)
 {
 	struct listener *l;
-	const struct route *r;
-	evutil_socket_t fd;
-	size_t i, j;
+	const struct service_socket *ss;
+	size_t i, n;
 
+	/* Read LISTEN_FDS before anything binds. */
+	if (service_listen_fds(&ss, &n) == -1)
+		return NULL;
 	if ((l = calloc(1, sizeof(*l))) == NULL ||
 	    (l->socks = calloc(cfg->nroutes, sizeof(*l->socks))) == NULL) {
 		log_warnx("listener: out of memory");
@@ -103,38 +225,82 @@ listener_new(struct event_base *base, const struct config *cfg,
 		goto fail;
 	}
 	for (i = 0; i < cfg->nroutes; i++) {
-		r = &cfg->routes[i];
-		for (j = 0; j < l->nsocks; j++)
-			if (proxy_addr_equal(
-			    (const struct sockaddr *)&l->socks[j].route->
-			    listen_addr, (const struct sockaddr *)&r->
-			    listen_addr))
-				break;
-		if (j < l->nsocks)
+		if (listener_find(l->socks, l->nsocks, &cfg->routes[i]))
 			continue;
-		if ((fd = listener_bind(r)) == -1)
+		if ((l->socks[l->nsocks] = listener_open(l,
+		    &cfg->routes[i])) == NULL)
 			goto fail;
-		l->socks[l->nsocks].l = l;
-		l->socks[l->nsocks].route = r;
-		l->socks[l->nsocks].lev = evconnlistener_new(base,
-		    listener_accept, &l->socks[l->nsocks],
-		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
-		if (l->socks[l->nsocks].lev == NULL) {
-			log_warnx("route %s: cannot listen on %s", r->name,
-			    r->listen);
-			evutil_closesocket(fd);
-			goto fail;
-		}
-		evconnlistener_set_error_cb(l->socks[l->nsocks].lev,
-		    listener_error);
 		l->nsocks++;
-		log_info("listening on %s", r->listen);
 	}
+	listener_unused_fds(cfg);
 	proxy_set_close_cb(px, listener_session_closed, l);
 	return l;
 fail:
 	listener_free(l);
 	return NULL;
+}
+
+int
+listener_reload(struct listener *l, const struct config *cfg)
+{
+	struct listen_sock **socks, *ls;
+	size_t i, j, n = 0;
+
+	if ((socks = calloc(cfg->nroutes, sizeof(*socks))) == NULL) {
+		log_warnx("listener: out of memory");
+		return -1;
+	}
+	/* First pass: kept sockets move over (their routes are re-pointed
+	 * only once nothing can fail), new ones are opened. */
+	for (i = 0; i < cfg->nroutes; i++) {
+		if (listener_find(socks, n, &cfg->routes[i]) != NULL)
+			continue;
+		ls = listener_find(l->socks, l->nsocks, &cfg->routes[i]);
+		if (ls == NULL && (ls = listener_open(l,
+		    &cfg->routes[i])) == NULL)
+			goto fail;
+		socks[n++] = ls;
+	}
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < cfg->nroutes; j++)
+			if (proxy_addr_equal((const struct sockaddr *)
+			    &cfg->routes[j].listen_addr,
+			    (const struct sockaddr *)&socks[i]->route->
+			    listen_addr))
+				break;
+		socks[i]->route = &cfg->routes[j];
+	}
+	/* Removed addresses are closed: new connections are refused. */
+	for (i = 0; i < l->nsocks; i++) {
+		for (j = 0; j < n; j++)
+			if (socks[j] == l->socks[i])
+				break;
+		if (j == n) {
+			log_info("no longer listening on %s",
+			    l->socks[i]->route->listen);
+			listener_sock_free(l->socks[i]);
+		}
+	}
+	free(l->socks);
+	l->socks = socks;
+	l->nsocks = n;
+	l->cfg = cfg;
+	listener_unused_fds(cfg);
+	/* max_clients may have changed either way. */
+	if (!l->closed)
+		listener_session_closed(l);
+	return 0;
+fail:
+	/* Only the sockets opened by this call are closed. */
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < l->nsocks; j++)
+			if (socks[i] == l->socks[j])
+				break;
+		if (j == l->nsocks)
+			listener_sock_free(socks[i]);
+	}
+	free(socks);
+	return -1;
 }
 
 static void
@@ -146,9 +312,9 @@ listener_enable(struct listener *l, int on)
 		return;
 	for (i = 0; i < l->nsocks; i++) {
 		if (on)
-			evconnlistener_enable(l->socks[i].lev);
+			evconnlistener_enable(l->socks[i]->lev);
 		else
-			evconnlistener_disable(l->socks[i].lev);
+			evconnlistener_disable(l->socks[i]->lev);
 	}
 	l->paused = !on;
 }
@@ -224,9 +390,10 @@ listener_close(struct listener *l)
 	if (l->closed)
 		return;
 	for (i = 0; i < l->nsocks; i++) {
-		evconnlistener_free(l->socks[i].lev);
-		l->socks[i].lev = NULL;
+		listener_sock_free(l->socks[i]);
+		l->socks[i] = NULL;
 	}
+	l->nsocks = 0;
 	l->closed = 1;
 }
 

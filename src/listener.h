@@ -1,7 +1,8 @@
 /*
  * listener: the listening sockets (one per distinct `listen` address; the
  * routes sharing an address share its socket), accepting connections and
- * enforcing max_clients.
+ * enforcing max_clients.  Sockets passed by systemd (socket activation,
+ * service_listen_fds) are used for the addresses they are bound to.
  */
 #ifndef TLSGATE_LISTENER_H
 #define TLSGATE_LISTENER_H
@@ -20,7 +21,8 @@ struct proxy;
 struct listener;
 
 /**
- * Binds every listen address of `cfg` (SO_REUSEADDR; an IPv6 socket is
+ * Takes the socket passed by the service manager for each listen address
+ * of `cfg` that has one, and binds the others (SO_REUSEADDR; an IPv6 socket is
  * IPv6-only, so "[::]" and "0.0.0.0" can be listed side by side) and
  * hands accepted connections to `px`.  At most cfg->max_clients sessions
  * exist at a time: the sockets stop accepting when the limit is reached
@@ -29,6 +31,15 @@ struct listener;
  */
 struct listener *listener_new(struct event_base *base,
     const struct config *cfg, struct proxy *px);
+
+/**
+ * Switches to `cfg` (which must outlive the listener or the next reload):
+ * sockets on addresses that stay are kept as they are (no re-bind, queued
+ * connections kept), new addresses are opened, removed ones closed (an
+ * inherited socket is only no longer accepted on).  Returns 0, or -1 after
+ * logging with nothing changed (e.g. a new address cannot be bound).
+ */
+int listener_reload(struct listener *l, const struct config *cfg);
 
 /** Stops accepting and closes the sockets (shutdown). */
 void listener_close(struct listener *l);

@@ -1,23 +1,36 @@
 /*
- * log: leveled one-line messages on stderr.
+ * log: leveled one-line messages on stderr; under systemd with stderr
+ * connected to the journal, the level becomes a "<N>" priority prefix
+ * (sd-daemon(3)) that journald strips and stores as PRIORITY=.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "log.h"
+#include "service.h"
 
 static int log_level = LOG_LEVEL_INFO;
 static const char *log_ident = "tlsgate";
 
-/* The one place that knows how a level is shown. */
-static const char *const log_prefix[] = {
+/* The one place that knows how a level is shown: a word on a terminal or
+ * in a file, a syslog priority for the journal. */
+static const char *const log_prefix_plain[] = {
 	[LOG_LEVEL_ERROR] = "error: ",
 	[LOG_LEVEL_WARNING] = "warning: ",
 	[LOG_LEVEL_INFO] = "info: ",
 	[LOG_LEVEL_DEBUG] = "debug: ",
 };
+static const char *const log_prefix_journal[] = {
+	[LOG_LEVEL_ERROR] = SD_ERR,
+	[LOG_LEVEL_WARNING] = SD_WARNING,
+	[LOG_LEVEL_INFO] = SD_INFO,
+	[LOG_LEVEL_DEBUG] = SD_DEBUG,
+};
+static const char *const *log_prefix = log_prefix_plain;
 
 static void log_vemit(int, int, const char *, va_list)
     __attribute__((format(printf, 3, 0)));
@@ -28,6 +41,8 @@ log_init(int level, const char *ident)
 	log_setlevel(level);
 	if (ident != NULL)
 		log_ident = ident;
+	log_prefix = service_under_journal() ? log_prefix_journal :
+	    log_prefix_plain;
 }
 
 void

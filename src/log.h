@@ -1,9 +1,7 @@
 /*
- * log: one line per message on stderr, prefixed with its level.
- *
- * The daemon runs in the foreground under systemd, which stores stderr in
- * the journal; the level prefix is produced in one place (log_vemit) so
- * that journal priorities can replace it later without touching callers.
+ * log: one line per message on stderr, prefixed with its level: a word
+ * ("warning: ") normally, a journal priority ("<4>", sd-daemon(3)) when
+ * stderr is the journal (service_under_journal()), decided by log_init().
  */
 #ifndef TLSGATE_LOG_H
 #define TLSGATE_LOG_H
@@ -21,7 +19,9 @@
 
 /**
  * Sets the level (messages above it are dropped) and the program name used
- * by fatal().  `ident` must outlive the process (a literal or argv[0]).
+ * by fatal(), and picks the prefixes: journal priorities when stderr is
+ * the journal, level words otherwise.  `ident` must outlive the process
+ * (a literal or argv[0]).
  */
 void log_init(int level, const char *ident);
 

@@ -2,8 +2,13 @@
  * tlsgate: plain HTTP/1.x from devices in, verified TLS to the cloud out.
  *
  * Start-up order: command line, configuration, logging, resource limits,
- * OpenSSL, event loop and DNS, uplinks (the proxy), listeners, signals.
- * Runs in the foreground, as systemd expects.
+ * OpenSSL, event loop and DNS, uplinks (the proxy), listeners, signals,
+ * then READY=1 to systemd (Type=notify).  Runs in the foreground.
+ *
+ * Signals: SIGHUP reloads the configuration (RELOADING=1 ... READY=1; an
+ * invalid file is logged and the running configuration kept); SIGTERM and
+ * SIGINT stop accepting, give the requests in flight shutdown_timeout
+ * seconds (STOPPING=1), then exit 0.
  */
 #include <sys/resource.h>
 #include <errno.h>
@@ -21,19 +26,20 @@
 #include "listener.h"
 #include "log.h"
 #include "proxy.h"
+#include "service.h"
 
 #ifndef TLSGATE_VERSION
 #define TLSGATE_VERSION "unknown"
 #endif
-
-/* Seconds the sessions in flight get to finish after SIGTERM/SIGINT. */
-#define MAIN_SHUTDOWN_GRACE 10
 
 /* Exit status for a configuration error (-t and start-up). */
 #define MAIN_EXIT_CONFIG 2
 
 struct main_state {
 	struct event_base *base;
+	struct config *cfg;             /* the running one (reference) */
+	const char *path;
+	int debug;                      /* -d: keep debug whatever the file */
 	struct proxy *px;
 	struct listener *lst;
 	struct event *grace;
@@ -45,6 +51,9 @@ static void main_raise_nofile(void);
 static void main_signal(evutil_socket_t, short, void *);
 static void main_grace(evutil_socket_t, short, void *);
 static void main_check_done(evutil_socket_t, short, void *);
+static void main_sighup(evutil_socket_t, short, void *);
+static void main_reload(struct main_state *);
+static void main_status(char *, size_t, void *);
 
 static void
 main_usage(FILE *f)
@@ -74,11 +83,25 @@ main_raise_nofile(void)
 		log_warn("setrlimit(RLIMIT_NOFILE)");
 }
 
+/* STATUS= for systemctl status: what the gateway is doing right now. */
+static void
+main_status(char *buf, size_t len, void *arg)
+{
+	struct main_state *m = arg;
+	struct proxy_counts c;
+
+	proxy_counts(m->px, &c);
+	snprintf(buf, len, "%s%zu device connections, %zu upstream (%zu "
+	    "idle), %llu requests", m->stopping ? "stopping: " : "",
+	    c.sessions, c.upstream_busy + c.upstream_idle, c.upstream_idle,
+	    (unsigned long long)c.requests);
+}
+
 static void
 main_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct main_state *m = arg;
-	struct timeval tv = { MAIN_SHUTDOWN_GRACE, 0 };
+	struct timeval tv = { m->cfg->shutdown_timeout, 0 };
 
 	(void)what;
 	if (m->stopping) {
@@ -87,8 +110,9 @@ main_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	m->stopping = 1;
+	service_stopping();
 	log_info("signal %d: stopping (%zu sessions, up to %d s)", (int)sig,
-	    proxy_sessions(m->px), MAIN_SHUTDOWN_GRACE);
+	    proxy_sessions(m->px), m->cfg->shutdown_timeout);
 	listener_close(m->lst);
 	proxy_shutdown(m->px);
 	evtimer_add(m->grace, &tv);
@@ -102,9 +126,69 @@ main_grace(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_warnx("%zu sessions still open after %d s: closing them",
-	    proxy_sessions(m->px), MAIN_SHUTDOWN_GRACE);
+	log_warnx("%zu sessions still open after shutdown_timeout (%d s): "
+	    "closing them", proxy_sessions(m->px), m->cfg->shutdown_timeout);
 	event_base_loopexit(m->base, NULL);
+}
+
+static void
+main_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	struct main_state *m = arg;
+
+	(void)sig;
+	(void)what;
+	if (m->stopping) {
+		log_info("SIGHUP while stopping: ignored");
+		return;
+	}
+	main_reload(m);
+}
+
+/*
+ * Builds everything the new configuration needs before anything of the
+ * old one goes, so that any failure leaves the daemon serving exactly as
+ * before: the file, then the uplinks, then the listeners.
+ */
+static void
+main_reload(struct main_state *m)
+{
+	struct config *cfg;
+	char err[512], status[SERVICE_STATUS_MAX];
+
+	service_reloading();
+	log_info("SIGHUP: reloading %s", m->path);
+	if ((cfg = config_load(m->path, err, sizeof(err))) == NULL) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		goto out;
+	}
+	if (proxy_reload(m->px, cfg, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		goto out;
+	}
+	if (listener_reload(m->lst, cfg) == -1) {
+		/* Back to uplinks for the configuration still listening. */
+		if (proxy_reload(m->px, m->cfg, err, sizeof(err)) == -1)
+			log_warnx("reload: cannot restore the uplinks: %s",
+			    err);
+		log_warnx("reload failed, keeping the running configuration");
+		goto out;
+	}
+	config_unref(m->cfg);
+	m->cfg = cfg;
+	cfg = NULL;
+	if (!m->debug)
+		log_setlevel(m->cfg->log_level);
+	log_info("reloaded %s: %zu routes, %zu listening sockets", m->path,
+	    m->cfg->nroutes, listener_count(m->lst));
+out:
+	config_unref(cfg);
+	/* READY=1 also after a failed reload: the service is up, on the
+	 * configuration it had. */
+	main_status(status, sizeof(status), m);
+	service_ready(status);
 }
 
 /* Polled while stopping: exit as soon as the last session ends. */
@@ -129,7 +213,8 @@ main(int argc, char *argv[])
 	struct main_state m;
 	struct config *cfg;
 	struct evdns_base *dns = NULL;
-	struct event *sigint = NULL, *sigterm = NULL;
+	struct event *sigint = NULL, *sigterm = NULL, *sighup = NULL;
+	char status[SERVICE_STATUS_MAX];
 	const char *path = CONFIG_DEFAULT_PATH;
 	char err[512];
 	int ch, check = 0, debug = 0, rc = 1;
@@ -171,6 +256,9 @@ main(int argc, char *argv[])
 		config_unref(cfg);
 		return 0;
 	}
+	m.cfg = cfg;
+	m.path = path;
+	m.debug = debug;
 	log_init(debug ? LOG_LEVEL_DEBUG : cfg->log_level, "tlsgate");
 	main_raise_nofile();
 	/* A device or server that goes away must not kill us on write. */
@@ -194,13 +282,21 @@ main(int argc, char *argv[])
 	if ((m.grace = evtimer_new(m.base, main_grace, &m)) == NULL ||
 	    (sigint = evsignal_new(m.base, SIGINT, main_signal, &m)) == NULL ||
 	    (sigterm = evsignal_new(m.base, SIGTERM, main_signal, &m)) ==
-	    NULL || evsignal_add(sigint, NULL) == -1 ||
-	    evsignal_add(sigterm, NULL) == -1) {
+	    NULL || (sighup = evsignal_new(m.base, SIGHUP, main_sighup,
+	    &m)) == NULL || evsignal_add(sigint, NULL) == -1 ||
+	    evsignal_add(sigterm, NULL) == -1 ||
+	    evsignal_add(sighup, NULL) == -1) {
 		log_warnx("cannot set up signal handling");
 		goto out;
 	}
+	if (service_init(m.base, main_status, &m) == -1)
+		goto out;
 	log_info("tlsgate %s started: %zu routes, %zu listening sockets",
 	    TLSGATE_VERSION, cfg->nroutes, listener_count(m.lst));
+	/* Every listener is bound and the signals are handled: from here
+	 * on a connection or a reload is served. */
+	main_status(status, sizeof(status), &m);
+	service_ready(status);
 	if (event_base_dispatch(m.base) == -1) {
 		log_warnx("event loop failed");
 		goto out;
@@ -208,18 +304,21 @@ main(int argc, char *argv[])
 	log_info("stopped");
 	rc = 0;
 out:
+	service_free();
 	listener_free(m.lst);
 	proxy_free(m.px);
 	if (sigint != NULL)
 		event_free(sigint);
 	if (sigterm != NULL)
 		event_free(sigterm);
+	if (sighup != NULL)
+		event_free(sighup);
 	if (m.grace != NULL)
 		event_free(m.grace);
 	if (dns != NULL)
 		evdns_base_free(dns, 0);
 	if (m.base != NULL)
 		event_base_free(m.base);
-	config_unref(cfg);
+	config_unref(m.cfg);
 	return rc;
 }

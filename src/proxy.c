@@ -58,6 +58,7 @@ enum timer_mode {
 struct session {
 	struct proxy *px;
 	struct config *cfg;             /* reference held */
+	struct upstream **ups;          /* the uplinks of cfg's routes */
 	TAILQ_ENTRY(session) entry;
 	struct bufferevent *se_in;      /* device */
 	struct upconn *se_out;          /* uplink of this exchange */
@@ -100,19 +101,35 @@ struct session {
 	int resp_started;               /* final response bytes were sent */
 	int dev_keep;                   /* device connection stays open */
 	uint64_t bytes_in, bytes_out;
+	uint64_t wire_rx, wire_tx;   /* TLS bytes of the exchange, uplink */
 	const char *tls;
 	char err[UPSTREAM_ERRLEN];
 };
 
 TAILQ_HEAD(session_list, session);
 
+/*
+ * A configuration replaced by a reload, kept with its uplinks until the
+ * last session that holds it ends: a request in flight finishes on the
+ * route, timeouts and connection it started with.
+ */
+struct proxy_gen {
+	struct config *cfg;             /* reference held */
+	struct upstream **ups;
+	TAILQ_ENTRY(proxy_gen) entry;
+};
+
+TAILQ_HEAD(gen_list, proxy_gen);
+
 struct proxy {
 	struct event_base *base;
 	struct evdns_base *dns;
 	struct config *cfg;
 	struct upstream **ups;          /* one per cfg->routes[i] */
+	struct gen_list retired;        /* older cfg/ups still in use */
 	struct session_list sessions;
 	size_t nsessions;
+	uint64_t nrequests;             /* exchanges logged so far */
 	int stopping;
 	void (*close_cb)(void *);
 	void *close_arg;
@@ -147,34 +164,35 @@ static void up_read(struct bufferevent *, void *);
 static void up_write(struct bufferevent *, void *);
 static void up_event(struct bufferevent *, short, void *);
 static size_t proxy_read_high(const struct config *);
+static struct upstream **proxy_ups_new(struct proxy *, struct config *,
+    char *, size_t);
+static void proxy_ups_free(struct config *, struct upstream **);
+static void proxy_gc(struct proxy *);
+static int proxy_has_listen(const struct config *, const struct sockaddr *);
+static void session_take_reload(struct session *);
 static int out_add(struct session *, const void *, size_t);
 static int out_printf(struct session *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* ---- proxy ---- */
 
-struct proxy *
-proxy_new(struct event_base *base, struct evdns_base *dns,
-    struct config *cfg, char *err, size_t errlen)
+/* One uplink per route of cfg; NULL with err set (nothing left over). */
+static struct upstream **
+proxy_ups_new(struct proxy *px, struct config *cfg, char *err,
+    size_t errlen)
 {
-	struct proxy *px;
+	struct upstream **ups;
 	size_t i;
 
-	if ((px = calloc(1, sizeof(*px))) == NULL ||
-	    (px->ups = calloc(cfg->nroutes, sizeof(*px->ups))) == NULL) {
+	if ((ups = calloc(cfg->nroutes, sizeof(*ups))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		free(px);
 		return NULL;
 	}
-	px->base = base;
-	px->dns = dns;
-	px->cfg = config_ref(cfg);
-	TAILQ_INIT(&px->sessions);
 	for (i = 0; i < cfg->nroutes; i++) {
-		px->ups[i] = upstream_new(&cfg->routes[i], base, dns,
-		    &transport_openssl, err, errlen);
-		if (px->ups[i] == NULL) {
-			proxy_free(px);
+		ups[i] = upstream_new(&cfg->routes[i], px->base, px->dns, NULL,
+		    err, errlen);
+		if (ups[i] == NULL) {
+			proxy_ups_free(cfg, ups);
 			return NULL;
 		}
 		if (!cfg->routes[i].verify)
@@ -183,36 +201,139 @@ proxy_new(struct event_base *base, struct evdns_base *dns,
 			    "can read and change the traffic",
 			    cfg->routes[i].name);
 	}
+	return ups;
+}
+
+/* Logs the counters of each uplink, then frees them; NULL entries (a
+ * partly built array) are skipped. */
+static void
+proxy_ups_free(struct config *cfg, struct upstream **ups)
+{
+	unsigned long full, resumed, reused;
+	uint64_t rx, tx;
+	size_t i;
+
+	for (i = 0; i < cfg->nroutes && ups[i] != NULL; i++) {
+		upstream_drain(ups[i]);
+		upstream_stats(ups[i], &full, &resumed, &reused);
+		upstream_wire_bytes(ups[i], &rx, &tx);
+		log_info("route %s: %lu full handshakes, %lu resumed, %lu "
+		    "reused connections; uplink bytes rx=%" PRIu64 " tx=%"
+		    PRIu64 " (tls=%s)", cfg->routes[i].name, full,
+		    resumed, reused, rx, tx, upstream_transport(ups[i]));
+	}
+	for (i = 0; i < cfg->nroutes; i++)
+		upstream_free(ups[i]);
+	free(ups);
+}
+
+/* Frees the retired generations no session holds any more (the list's
+ * own reference is the last one). */
+static void
+proxy_gc(struct proxy *px)
+{
+	struct proxy_gen *g, *next;
+
+	for (g = TAILQ_FIRST(&px->retired); g != NULL; g = next) {
+		next = TAILQ_NEXT(g, entry);
+		if (g->cfg->refcnt > 1)
+			continue;
+		TAILQ_REMOVE(&px->retired, g, entry);
+		proxy_ups_free(g->cfg, g->ups);
+		config_unref(g->cfg);
+		free(g);
+	}
+}
+
+struct proxy *
+proxy_new(struct event_base *base, struct evdns_base *dns,
+    struct config *cfg, char *err, size_t errlen)
+{
+	struct proxy *px;
+
+	if ((px = calloc(1, sizeof(*px))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	px->base = base;
+	px->dns = dns;
+	TAILQ_INIT(&px->sessions);
+	TAILQ_INIT(&px->retired);
+	if ((px->ups = proxy_ups_new(px, cfg, err, errlen)) == NULL) {
+		free(px);
+		return NULL;
+	}
+	px->cfg = config_ref(cfg);
 	return px;
+}
+
+int
+proxy_reload(struct proxy *px, struct config *cfg, char *err, size_t errlen)
+{
+	struct proxy_gen *g;
+	struct upstream **ups;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if ((ups = proxy_ups_new(px, cfg, err, errlen)) == NULL) {
+		free(g);
+		return -1;
+	}
+	/* Idle pooled connections of the old generation would only wait
+	 * for sessions that will not ask for them. */
+	g->cfg = px->cfg;
+	g->ups = px->ups;
+	TAILQ_INSERT_TAIL(&px->retired, g, entry);
+	px->cfg = config_ref(cfg);
+	px->ups = ups;
+	proxy_gc(px);
+	return 0;
 }
 
 void
 proxy_free(struct proxy *px)
 {
 	struct session *s;
-	unsigned long full, resumed, reused;
-	uint64_t rx, tx;
-	size_t i;
+	struct proxy_gen *g;
 
 	if (px == NULL)
 		return;
 	px->close_cb = NULL;
 	while ((s = TAILQ_FIRST(&px->sessions)) != NULL)
 		session_close(s, "shutdown");
-	for (i = 0; i < px->cfg->nroutes && px->ups[i] != NULL; i++) {
-		upstream_drain(px->ups[i]);
-		upstream_stats(px->ups[i], &full, &resumed, &reused);
-		upstream_wire_bytes(px->ups[i], &rx, &tx);
-		log_info("route %s: %lu full handshakes, %lu resumed, %lu "
-		    "reused connections; uplink bytes rx=%" PRIu64 " tx=%"
-		    PRIu64, px->cfg->routes[i].name, full, resumed, reused,
-		    rx, tx);
+	while ((g = TAILQ_FIRST(&px->retired)) != NULL) {
+		TAILQ_REMOVE(&px->retired, g, entry);
+		proxy_ups_free(g->cfg, g->ups);
+		config_unref(g->cfg);
+		free(g);
 	}
-	for (i = 0; i < px->cfg->nroutes; i++)
-		upstream_free(px->ups[i]);
-	free(px->ups);
+	proxy_ups_free(px->cfg, px->ups);
 	config_unref(px->cfg);
 	free(px);
+}
+
+void
+proxy_counts(const struct proxy *px, struct proxy_counts *c)
+{
+	const struct session *s;
+	const struct proxy_gen *g;
+	size_t i;
+
+	memset(c, 0, sizeof(*c));
+	c->sessions = px->nsessions;
+	c->requests = px->nrequests;
+	TAILQ_FOREACH(s, &px->sessions, entry)
+		if (s->se_out != NULL || s->connecting != NULL)
+			c->upstream_busy++;
+	for (i = 0; i < px->cfg->nroutes; i++)
+		c->upstream_idle += upstream_idle(px->ups[i]);
+	TAILQ_FOREACH(g, &px->retired, entry) {
+		c->generations++;
+		for (i = 0; i < g->cfg->nroutes; i++)
+			c->upstream_idle += upstream_idle(g->ups[i]);
+	}
 }
 
 void
@@ -234,6 +355,8 @@ proxy_shutdown(struct proxy *px)
 	struct session *s, *next;
 	size_t i;
 
+	struct proxy_gen *g;
+
 	px->stopping = 1;
 	for (s = TAILQ_FIRST(&px->sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, entry);
@@ -244,6 +367,9 @@ proxy_shutdown(struct proxy *px)
 	}
 	for (i = 0; i < px->cfg->nroutes; i++)
 		upstream_drain(px->ups[i]);
+	TAILQ_FOREACH(g, &px->retired, entry)
+		for (i = 0; i < g->cfg->nroutes; i++)
+			upstream_drain(g->ups[i]);
 }
 
 /* The device read watermark: a whole head must fit, and a body chunk. */
@@ -292,6 +418,7 @@ proxy_accept(struct proxy *px, evutil_socket_t fd,
 	memcpy(&s->listen, listen, listenlen);
 	s->px = px;
 	s->cfg = config_ref(px->cfg);
+	s->ups = px->ups;
 	TAILQ_INSERT_TAIL(&px->sessions, s, entry);
 	px->nsessions++;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
@@ -484,12 +611,19 @@ static void
 session_close(struct session *s, const char *reason)
 {
 	struct proxy *px = s->px;
+	struct linger rst = { 1, 0 };
 
 	if (s->active) {
 		if (s->err[0] == '\0' && reason != NULL)
 			snprintf(s->err, sizeof(s->err), "%s", reason);
 		session_txn_log(s);
 	}
+	/* RFC 9112 §8: a close-delimited body that is cut short looks
+	 * complete to the device after a FIN.  A reset says it is not. */
+	if (s->se_in != NULL && s->resp == RESP_BODY && !s->out_chunked &&
+	    s->resp_framing != HTTP1_BODY_LENGTH)
+		(void)setsockopt(bufferevent_getfd(s->se_in), SOL_SOCKET,
+		    SO_LINGER, &rst, sizeof(rst));
 	log_debug("session %s: closed%s%s", s->client,
 	    reason != NULL ? ": " : "", reason != NULL ? reason : "");
 	TAILQ_REMOVE(&px->sessions, s, entry);
@@ -505,6 +639,7 @@ session_close(struct session *s, const char *reason)
 	free(s->path);
 	config_unref(s->cfg);
 	free(s);
+	proxy_gc(px);
 	if (px->close_cb != NULL)
 		px->close_cb(px->close_arg);
 }
@@ -543,6 +678,7 @@ session_txn_reset(struct session *s)
 	s->bytes_in = 0;
 	s->bytes_out = 0;
 	s->tls = "-";
+	s->wire_rx = s->wire_tx = 0;
 	s->err[0] = '\0';
 }
 
@@ -564,13 +700,20 @@ session_txn_log(struct session *s)
 		snprintf(path, sizeof(path), "-");
 	log_escape(err, sizeof(err), s->err[0] ? s->err : "-",
 	    s->err[0] ? strlen(s->err) : 1);
+	/* What the exchange cost on a metered uplink (records, and the
+	 * handshake for tls=new|resumed). */
+	if (s->se_out != NULL)
+		upstream_exchange_bytes(s->se_out, &s->wire_rx, &s->wire_tx);
 	log_info("access client=%s route=%s method=%s path=%s status=%d "
 	    "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " duration_ms=%lld "
-	    "upstream=%s tls=%s error=\"%s\"", s->client,
+	    "upstream=%s tls=%s uplink_rx=%" PRIu64 " uplink_tx=%" PRIu64
+	    " error=\"%s\"", s->client,
 	    s->route != NULL ? s->route->name : "-", method, path, s->status,
 	    s->bytes_in, s->bytes_out, ms,
-	    s->up != NULL ? upstream_name(s->up) : "-", s->tls, err);
+	    s->up != NULL ? upstream_name(s->up) : "-", s->tls, s->wire_rx,
+	    s->wire_tx, err);
 	s->active = 0;
+	s->px->nrequests++;
 }
 
 /* Both directions of the exchange are complete: log, then go on. */
@@ -588,10 +731,45 @@ session_txn_finish(struct session *s)
 	session_next(s);
 }
 
+/* 1 when some route of cfg listens on addr. */
+static int
+proxy_has_listen(const struct config *cfg, const struct sockaddr *addr)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nroutes; i++)
+		if (proxy_addr_equal((const struct sockaddr *)
+		    &cfg->routes[i].listen_addr, addr))
+			return 1;
+	return 0;
+}
+
+/*
+ * After a reload, the next request on a kept connection uses the new
+ * configuration, unless its listen address went away: then the connection
+ * stays on the old one until the device closes it.  Only between
+ * exchanges, when no uplink is attached.
+ */
+static void
+session_take_reload(struct session *s)
+{
+	struct config *old = s->cfg;
+
+	if (old == s->px->cfg || s->active || s->se_out != NULL ||
+	    s->connecting != NULL || !proxy_has_listen(s->px->cfg,
+	    (const struct sockaddr *)&s->listen))
+		return;
+	s->cfg = config_ref(s->px->cfg);
+	s->ups = s->px->ups;
+	config_unref(old);
+	proxy_gc(s->px);
+}
+
 /* Ready for the next request on a kept connection. */
 static void
 session_next(struct session *s)
 {
+	session_take_reload(s);
 	session_in_timeouts(s, 0);
 	bufferevent_enable(s->se_in, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_input(s->se_in)) == 0) {
@@ -781,6 +959,7 @@ session_release_upstream(struct session *s, int reuse)
 {
 	if (s->se_out == NULL)
 		return;
+	upstream_exchange_bytes(s->se_out, &s->wire_rx, &s->wire_tx);
 	bufferevent_setcb(upstream_bev(s->se_out), NULL, NULL, NULL, NULL);
 	if (reuse && !s->px->stopping)
 		upstream_release(s->se_out);
@@ -794,12 +973,14 @@ session_parse_head(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->se_in);
 	struct http1_request req;
-	size_t len, n, max = s->cfg->max_header_size;
+	size_t len, n, max;
 	const char *p, *q;
 	long rc;
 
 	if ((len = evbuffer_get_length(in)) == 0)
 		return;
+	session_take_reload(s);
+	max = s->cfg->max_header_size;
 	if (s->tmode != TIMER_HEAD) {
 		/* The first byte of a new request: idle_timeout no longer
 		 * applies, header_timeout does. */
@@ -847,7 +1028,7 @@ session_parse_head(struct session *s)
 	s->route = config_match(s->cfg, (const struct sockaddr *)&s->listen,
 	    sizeof(s->listen), req.host.p, req.host.len, req.path.p, n);
 	if (s->route != NULL)
-		s->up = s->px->ups[s->route - s->cfg->routes];
+		s->up = s->ups[s->route - s->cfg->routes];
 	else {
 		/* Without a route the body is read and dropped, so that the
 		 * connection can go on; unless it is too large or the
@@ -1326,7 +1507,7 @@ dev_write(struct bufferevent *bev, void *arg)
 	if (s->resp == RESP_BODY && s->se_out != NULL) {
 		/* The device drained: read from the uplink again. */
 		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		bufferevent_enable(upstream_bev(s->se_out), EV_READ);
+		upstream_resume(s->se_out);
 		session_pump_response(s);
 	}
 }

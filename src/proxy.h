@@ -9,6 +9,7 @@
 #define TLSGATE_PROXY_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include <event2/util.h>
@@ -42,6 +43,28 @@ struct proxy;
  */
 struct proxy *proxy_new(struct event_base *base, struct evdns_base *dns,
     struct config *cfg, char *err, size_t errlen);
+
+/**
+ * Makes `cfg` (a reference is taken) the configuration of new sessions,
+ * with new uplinks for its routes.  Sessions in flight keep the
+ * configuration and uplinks they started with until their exchange ends;
+ * the old ones are freed with the last of them.  Returns 0, or -1 with a
+ * one-line reason in err[errlen] and nothing changed.
+ */
+int proxy_reload(struct proxy *px, struct config *cfg, char *err,
+    size_t errlen);
+
+/** Live counts for STATUS= and logs; see proxy_counts(). */
+struct proxy_counts {
+	size_t sessions;         /* device connections */
+	size_t upstream_busy;    /* uplink connections serving a session */
+	size_t upstream_idle;    /* pooled idle uplink connections */
+	size_t generations;      /* older configurations still in use */
+	uint64_t requests;       /* exchanges completed since start */
+};
+
+/** Fills *c with the current counts. */
+void proxy_counts(const struct proxy *px, struct proxy_counts *c);
 
 /** Closes every session and uplink, then frees `px`.  NULL is a no-op. */
 void proxy_free(struct proxy *px);

@@ -82,6 +82,7 @@ test_defaults(void **state)
 	assert_int_equal(cfg->idle_timeout, 60);
 	assert_int_equal(cfg->max_header_size, 16384);
 	assert_int_equal(cfg->max_body_size, 65536);
+	assert_int_equal(cfg->shutdown_timeout, 30);
 	assert_int_equal(cfg->nroutes, 1);
 	assert_int_equal(cfg->refcnt, 1);
 	r = config_route(cfg, "r");
@@ -120,6 +121,7 @@ test_every_key(void **state)
 	    "idle_timeout = 86400\n"
 	    "max_header_size = 1k\n"
 	    "max_body_size = 0\n"
+	    "shutdown_timeout = 0\n"
 	    "[route a-b_c.1]\n"
 	    "listen = 127.0.0.1:8081\n"
 	    "upstream = Cloud.Example.com:8443\n"
@@ -139,9 +141,10 @@ test_every_key(void **state)
 	assert_int_equal(cfg->idle_timeout, 86400);
 	assert_int_equal(cfg->max_header_size, 1024);
 	assert_int_equal(cfg->max_body_size, 0);
+	assert_int_equal(cfg->shutdown_timeout, 0);
 	r = config_route(cfg, "a-b_c.1");
 	assert_non_null(r);
-	assert_int_equal(r->line, 8);
+	assert_int_equal(r->line, 9);
 	sin = (const struct sockaddr_in *)&r->listen_addr;
 	assert_int_equal(sin->sin_family, AF_INET);
 	assert_int_equal(ntohs(sin->sin_port), 8081);
@@ -222,6 +225,10 @@ test_bounds(void **state)
 	    NAME ":2: header_timeout: 0 is below the minimum 1");
 	expect_error("[gateway]\nidle_timeout = 86401\n",
 	    NAME ":2: idle_timeout: 86401 is above the maximum 86400");
+	expect_error("[gateway]\nshutdown_timeout = -1\n",
+	    NAME ":2: shutdown_timeout: \"-1\" is not a number");
+	expect_error("[gateway]\nshutdown_timeout = 86401\n",
+	    NAME ":2: shutdown_timeout: 86401 is above the maximum 86400");
 	expect_error("[gateway]\nmax_header_size = 1023\n",
 	    NAME ":2: max_header_size: 1023 is below the minimum 1024");
 	expect_error("[gateway]\nmax_header_size = 1048577\n",
@@ -712,6 +719,88 @@ test_load(void **state)
 }
 
 /* docs/tlsgate.conf.5 must document every key of the table. */
+/* tls = builtin and the keys that only apply to it. */
+static void
+test_builtin_keys(void **state)
+{
+	struct config *cfg;
+	const struct route *r;
+
+	(void)state;
+	cfg = expect_ok(ROUTE);
+	r = config_route(cfg, "r");
+	assert_int_equal(r->tls, CONFIG_TLS_OPENSSL);
+	assert_int_equal(r->max_fragment, 0);
+	assert_int_equal(r->record_size_limit, 0);
+	assert_int_equal(r->record_fallback, 0);
+	assert_int_equal(r->resumption, 1);
+	assert_int_equal(r->ngroups, 0);
+	assert_int_equal(r->nciphers, 0);
+	assert_null(r->alpn);
+	config_unref(cfg);
+
+	cfg = expect_ok(ROUTE "tls = builtin\nmax_fragment = 512\n"
+	    "record_size_limit = 16384\nrecord_fallback = refuse\n"
+	    "groups = secp256r1, X25519\n"
+	    "ciphers = TLS_CHACHA20_POLY1305_SHA256 TLS_AES_128_GCM_SHA256\n"
+	    "resumption = no\nalpn = http/1.1\n");
+	r = config_route(cfg, "r");
+	assert_int_equal(r->tls, CONFIG_TLS_BUILTIN);
+	assert_int_equal(r->max_fragment, 512);
+	assert_int_equal(r->record_size_limit, 16384);
+	assert_int_equal(r->record_fallback, 1);
+	assert_int_equal(r->resumption, 0);
+	assert_int_equal(r->ngroups, 2);
+	assert_int_equal(r->groups[0], 0x0017);
+	assert_int_equal(r->groups[1], 0x001d);
+	assert_int_equal(r->nciphers, 2);
+	assert_int_equal(r->ciphers[0], 0x1303);
+	assert_int_equal(r->ciphers[1], 0x1301);
+	assert_string_equal(r->alpn, "http/1.1");
+	config_unref(cfg);
+
+	/* The lower bound of record_size_limit (RFC 8449 §4: 64). */
+	cfg = expect_ok(ROUTE "tls = builtin\nrecord_size_limit = 64\n"
+	    "groups = P-256\n");
+	r = config_route(cfg, "r");
+	assert_int_equal(r->record_size_limit, 64);
+	assert_int_equal(r->groups[0], 0x0017);
+	config_unref(cfg);
+
+	expect_error(ROUTE "tls = gnutls\n",
+	    NAME ":4: tls: \"gnutls\" is not openssl or builtin");
+	expect_error(ROUTE "tls = builtin\nmax_fragment = 8192\n",
+	    NAME ":5: max_fragment: \"8192\" is not 0, 512, 1024, 2048 or "
+	    "4096");
+	expect_error(ROUTE "tls = builtin\nrecord_size_limit = 63\n",
+	    NAME ":5: record_size_limit: \"63\" is not 0 or 64-16384");
+	expect_error(ROUTE "tls = builtin\nrecord_size_limit = 16385\n",
+	    NAME ":5: record_size_limit: \"16385\" is not 0 or 64-16384");
+	expect_error(ROUTE "tls = builtin\nrecord_fallback = maybe\n",
+	    NAME ":5: record_fallback: \"maybe\" is not full or refuse");
+	expect_error(ROUTE "tls = builtin\ngroups = x448\n",
+	    NAME ":5: groups: unknown name \"x448\"");
+	expect_error(ROUTE "tls = builtin\ngroups = x25519 x25519\n",
+	    NAME ":5: groups: \"x25519\" is listed twice");
+	expect_error(ROUTE "tls = builtin\ngroups = ,\n",
+	    NAME ":5: groups: missing value");
+	expect_error(ROUTE "tls = builtin\nciphers = TLS_AES_128_CCM_SHA256\n",
+	    NAME ":5: ciphers: unknown name \"TLS_AES_128_CCM_SHA256\"");
+	expect_error(ROUTE "tls = builtin\nalpn = "
+	    "a-protocol-name-of-32-bytes-long\n",
+	    NAME ":5: alpn: \"a-protocol-name-of-32-bytes-long\" is longer "
+	    "than 31 bytes");
+	/* Builtin-only keys on an openssl route: an error at the key's line,
+	 * also when `tls` comes after it. */
+	expect_error(ROUTE "verify = yes\nmax_fragment = 512\n",
+	    NAME ":5: route \"r\": max_fragment needs tls = builtin");
+	expect_error(ROUTE "resumption = no\ntls = openssl\n",
+	    NAME ":4: route \"r\": resumption needs tls = builtin");
+	cfg = expect_ok("[route r]\nalpn = http/1.1\ntls = builtin\n"
+	    "listen = 127.0.0.1:8080\nupstream = up.example\n");
+	config_unref(cfg);
+}
+
 static void
 test_manual_has_every_key(void **state)
 {
@@ -736,7 +825,7 @@ test_manual_has_every_key(void **state)
 			fail_msg("docs/tlsgate.conf.5 lacks key %s of [%s]",
 			    name, section);
 	}
-	assert_int_equal(i, 18);
+	assert_int_equal(i, 27);
 	free(man);
 }
 
@@ -761,6 +850,7 @@ main(void)
 		cmocka_unit_test(test_verify_no),
 		cmocka_unit_test(test_ref),
 		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_builtin_keys),
 		cmocka_unit_test(test_manual_has_every_key),
 	};
 
