@@ -7,7 +7,7 @@
  * transport only turns that connected socket into a bufferevent of
  * plaintext and reports how the handshake went.  The OpenSSL transport
  * replaces the socket bufferevent by an OpenSSL one; the built-in TLS 1.3
- * engine will be a bufferevent filter stacked on it.
+ * engine (transport_tls13.c) is a bufferevent filter stacked on it.
  */
 #ifndef TLSGATE_TRANSPORT_H
 #define TLSGATE_TRANSPORT_H
@@ -62,9 +62,30 @@ struct transport_ops {
 	 */
 	void (*wire_bytes)(struct bufferevent *bev, uint64_t *rx,
 	    uint64_t *tx);
+
+	/**
+	 * Optional (NULL: nothing to do).  `bev` goes into the idle pool:
+	 * the transport may give back memory it can rebuild on the next
+	 * record.
+	 */
+	void (*park)(struct bufferevent *bev);
+
+	/**
+	 * Optional (NULL: nothing to do).  Reading was enabled again on
+	 * `bev` after a pause: a transport that holds received data of its
+	 * own hands it over (later, from the event loop, through the read
+	 * callback).
+	 */
+	void (*resume)(struct bufferevent *bev);
 };
 
 /** The OpenSSL transport (transport_openssl.c). */
 extern const struct transport_ops transport_openssl;
+
+/**
+ * The built-in TLS 1.3 client (transport_tls13.c, engine in src/tls13),
+ * for routes with `tls = builtin`.
+ */
+extern const struct transport_ops transport_tls13;
 
 #endif

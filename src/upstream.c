@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@ struct upconn {
 	void *arg;
 	int reused;
 	int resumed;
+	uint64_t rx0, tx0;           /* wire bytes when handed out */
 	TAILQ_ENTRY(upconn) entry;   /* in up->idle */
 };
 
@@ -75,6 +77,10 @@ upstream_new(const struct route *r, struct event_base *base,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	/* The route's `tls` key picks the client unless the caller did. */
+	if (t == NULL)
+		t = r->tls == CONFIG_TLS_BUILTIN ? &transport_tls13 :
+		    &transport_openssl;
 	up->route = r;
 	up->base = base;
 	up->dns = dns;
@@ -155,6 +161,7 @@ upstream_get(struct upstream *up)
 	c->state = UPCONN_ACTIVE;
 	c->reused = 1;
 	up->reused++;
+	up->t->wire_bytes(c->bev, &c->rx0, &c->tx0);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
@@ -249,6 +256,7 @@ upconn_tls_event(struct bufferevent *bev, short what, void *arg)
 	struct upconn *c = arg;
 	struct upstream *up = c->up;
 	char err[UPSTREAM_ERRLEN];
+	uint64_t rx, tx;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		event_free(c->timer);
@@ -261,8 +269,12 @@ upconn_tls_event(struct bufferevent *bev, short what, void *arg)
 		c->state = UPCONN_ACTIVE;
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 		bufferevent_disable(bev, EV_READ | EV_WRITE);
-		log_debug("upstream %s: connected (%s)", up->name,
-		    c->resumed ? "resumed" : "full handshake");
+		/* What the handshake alone cost on the wire (the tickets a
+		 * TLS 1.3 server sends come after it). */
+		up->t->wire_bytes(bev, &rx, &tx);
+		log_debug("upstream %s: connected (%s, handshake bytes sent=%"
+		    PRIu64 " received=%" PRIu64 ")", up->name,
+		    c->resumed ? "resumed" : "full handshake", tx, rx);
 		c->cb(c, NULL, c->arg);
 		return;
 	}
@@ -303,6 +315,16 @@ upstream_release(struct upconn *c)
 	bufferevent_set_timeouts(c->bev, &tv, NULL);
 	bufferevent_disable(c->bev, EV_WRITE);
 	bufferevent_enable(c->bev, EV_READ);
+	if (up->t->park != NULL)
+		up->t->park(c->bev);
+}
+
+void
+upstream_resume(struct upconn *c)
+{
+	bufferevent_enable(c->bev, EV_READ);
+	if (c->up->t->resume != NULL)
+		c->up->t->resume(c->bev);
 }
 
 /* A server does not speak first on an idle HTTP connection. */
@@ -311,7 +333,11 @@ upconn_idle_read(struct bufferevent *bev, void *arg)
 {
 	struct upconn *c = arg;
 
-	(void)bev;
+	/* A read callback deferred while the connection was still in use
+	 * (the built-in transport defers them) may run here with nothing
+	 * to read. */
+	if (evbuffer_get_length(bufferevent_get_input(bev)) == 0)
+		return;
 	log_debug("upstream %s: unexpected bytes on an idle connection",
 	    c->up->name);
 	upconn_free(c);
@@ -356,9 +382,26 @@ upstream_reused(const struct upconn *c)
 }
 
 void
+upstream_exchange_bytes(const struct upconn *c, uint64_t *rx, uint64_t *tx)
+{
+	*rx = *tx = 0;
+	if (c->state != UPCONN_ACTIVE)
+		return;
+	c->up->t->wire_bytes(c->bev, rx, tx);
+	*rx -= *rx >= c->rx0 ? c->rx0 : *rx;
+	*tx -= *tx >= c->tx0 ? c->tx0 : *tx;
+}
+
+void
 upstream_error(struct upconn *c, char *err, size_t errlen)
 {
 	c->up->t->error(c->bev, err, errlen);
+}
+
+const char *
+upstream_transport(const struct upstream *up)
+{
+	return up->t->name;
 }
 
 const char *

@@ -39,7 +39,9 @@ typedef void (*upstream_cb)(struct upconn *c, const char *err, void *arg);
 
 /**
  * Creates the uplink of route `r` (which must outlive it) using transport
- * `t`.  Returns NULL with a reason in err[errlen].
+ * `t`, or when `t` is NULL the one the route's `tls` key names
+ * (transport_openssl or transport_tls13).  Returns NULL with a reason in
+ * err[errlen].
  */
 struct upstream *upstream_new(const struct route *r, struct event_base *base,
     struct evdns_base *dns, const struct transport_ops *t, char *err,
@@ -77,6 +79,14 @@ struct upconn *upstream_connect(struct upstream *up, upstream_cb cb,
  */
 void upstream_release(struct upconn *c);
 
+/**
+ * Enables reading on `c` again after the caller paused it (backpressure
+ * towards a slow device).  Use this rather than bufferevent_enable(): a
+ * transport that decrypts ahead hands over what it holds, through the
+ * read callback.
+ */
+void upstream_resume(struct upconn *c);
+
 /** Closes a connection, or cancels one being opened.  NULL is a no-op. */
 void upstream_close(struct upconn *c);
 
@@ -93,10 +103,21 @@ const char *upstream_tls_mode(const struct upconn *c);
 int upstream_reused(const struct upconn *c);
 
 /**
+ * Bytes received and sent on the wire by `c` (TLS records) since it was
+ * handed out: for a new connection its handshake included, for a pooled
+ * one only this exchange.  0 and 0 unless `c` is in use.
+ */
+void upstream_exchange_bytes(const struct upconn *c, uint64_t *rx,
+    uint64_t *tx);
+
+/**
  * Describes the failure just reported by an error or EOF event on the
  * bufferevent of `c` into err[errlen].
  */
 void upstream_error(struct upconn *c, char *err, size_t errlen);
+
+/** Name of the transport: "openssl" or "builtin". */
+const char *upstream_transport(const struct upstream *up);
 
 /** "host:port" of the route's server, for logs. */
 const char *upstream_name(const struct upstream *up);

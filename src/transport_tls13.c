@@ -1,0 +1,923 @@
+/*
+ * transport_tls13: the uplink over the built-in TLS 1.3 client (src/tls13),
+ * for routes with `tls = builtin`.
+ *
+ * The engine does no I/O; this file is the adapter between it and
+ * libevent.  The plaintext bufferevent handed to upstream.c is a
+ * bufferevent_filter stacked on the socket bufferevent:
+ *
+ *   socket input  --tls13_feed--> engine --tls13_read_app--> filter input
+ *   filter output --tls13_write_app--> engine --tls13_out--> socket output
+ *
+ * Handshake records never reach the filter's buffers: they go straight
+ * between the engine and the socket bufferevent.
+ *
+ * Backpressure: the socket bufferevent reads at most TT_TCP_READ_HIGH bytes
+ * ahead, the engine holds at most one record, and decrypted data is handed
+ * over only up to the filter's read high watermark.  What the engine still
+ * holds when the reader drains (or resumes after a pause) is handed over by
+ * a "kick" event, because libevent only runs a filter when new bytes arrive
+ * from below.
+ *
+ * Memory: the engine never allocates its buffers; we malloc them per
+ * connection.  The receive buffer is sized for the handshake, then given
+ * back whenever it holds nothing (between responses, in the pool) and
+ * allocated again, at the negotiated record size (tls13_rx_needed()), when
+ * bytes arrive.  The send buffer holds one record of at most
+ * TT_TX_RECORD_MAX plaintext bytes: it is emptied into the socket's
+ * evbuffer after every call.
+ */
+#include <sys/socket.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "config.h"
+#include "log.h"
+#include "tls13/tls13.h"
+#include "transport.h"
+
+/* The socket bufferevent stops reading this far ahead of the engine
+ * (one full record and a bit): TCP backpressure reaches the server. */
+#define TT_TCP_READ_HIGH (TLS13_MAX_RECORD + 1024)
+/* Sealed records queued on the socket beyond this stop the sealing: the
+ * session's output then fills and proxy.c stops reading the device.  The
+ * filter seals again once the socket drains to the low mark. */
+#define TT_TCP_WRITE_HIGH (32 * 1024)
+#define TT_TCP_WRITE_LOW (8 * 1024)
+/* Largest plaintext per record we send.  The send buffer holds one such
+ * record for the life of the connection (pooled ones included), so it is
+ * kept small; the price is 22 bytes of record overhead per KB of a large
+ * upload, nothing for a telemetry POST that fits one record.  Also room
+ * for a ClientHello with a ticket. */
+#define TT_TX_RECORD_MAX 1024
+/* Send buffer with a client certificate: the Certificate message and its
+ * CertificateVerify go out as one flight. */
+#define TT_TX_CLIENT_CERT 16384
+/* The receive buffer grows (on TLS13_ERR_BUFFER: a server that ignored
+ * our record limit, or a handshake message longer than the reserve) up to
+ * this; beyond it the handshake fails. */
+#define TT_RX_MAX (TLS13_MAX_RECORD + 4 * TLS13_HS_RESERVE)
+/* A pooled connection keeps its keyed AEAD contexts (about 2 KB of
+ * libcrypto memory) this long after it was parked, so that a busy pool
+ * does not rebuild them for every request; then they are dropped. */
+#define TT_IDLE_KEYS_MS 1000
+/* Tickets kept per route (one upstream server): each is used once
+ * (RFC 9846 §C.4), and servers send one or two per connection. */
+#define TT_TICKETS 4
+/* A ClientHello without its PSK identity is at most this long plus the
+ * server name and the ALPN list; the identity adds the ticket and this
+ * much framing and binder (RFC 9846 §4.2.11). */
+#define TT_CH_BASE 256
+#define TT_CH_PSK_OVERHEAD 64
+/* Longest ALPN list, wire format (RFC 7301 §3.1). */
+#define TT_ALPN_MAX 255
+
+struct tt_ctx {
+	const struct route *route;
+	tls13_config cfg;
+	X509_STORE *store;
+	X509 *client_cert;
+	STACK_OF(X509) *client_chain;
+	EVP_PKEY *client_key;
+	uint8_t alpn[TT_ALPN_MAX];
+	/* Newest first; used once each. */
+	tls13_ticket *tickets[TT_TICKETS];
+	size_t ntickets;
+};
+
+struct tt_conn {
+	struct tt_ctx *ctx;
+	struct bufferevent *bev;        /* the filter: plaintext */
+	struct bufferevent *tcp;        /* the socket, owned by bev */
+	struct event *kick;             /* hands over what the engine holds */
+	struct event *idle;             /* drops the AEAD contexts when parked */
+	/* The filter's callbacks on the socket bufferevent, which ours
+	 * wrap (so that an EOF waits for the data before it). */
+	bufferevent_data_cb tcp_read, tcp_write;
+	bufferevent_event_cb tcp_event;
+	void *tcp_arg;
+	tls13_conn c;
+	tls13_ticket *ticket;           /* offered; freed after the handshake */
+	uint8_t *rx, *tx;
+	size_t rxcap, txcap;
+	uint8_t rx_none[1];             /* stands in while rx is given back */
+	uint64_t wire_rx, wire_tx;
+	int err;                        /* tls13 error that ended it, or 0 */
+	short eof_what;                 /* an EOF held back, or 0 */
+	unsigned connected:1;           /* handshake complete */
+	unsigned failed:1;              /* an error event was raised */
+	unsigned ended:1;               /* EOF or error reported: no more */
+	unsigned pending:1;             /* the engine holds plaintext */
+};
+
+static void *tt_ctx_new(const struct route *, char *, size_t);
+static void tt_ctx_free(void *);
+static struct bufferevent *tt_start(void *, struct bufferevent *, char *,
+    size_t);
+static int tt_resumed(struct bufferevent *);
+static void tt_error(struct bufferevent *, char *, size_t);
+static void tt_wire_bytes(struct bufferevent *, uint64_t *, uint64_t *);
+static void tt_park(struct bufferevent *);
+static void tt_resume(struct bufferevent *);
+
+const struct transport_ops transport_tls13 = {
+	.name = "builtin",
+	.ctx_new = tt_ctx_new,
+	.ctx_free = tt_ctx_free,
+	.start = tt_start,
+	.resumed = tt_resumed,
+	.error = tt_error,
+	.wire_bytes = tt_wire_bytes,
+	.park = tt_park,
+	.resume = tt_resume,
+};
+
+/* ---- per-route context ---------------------------------------------- */
+
+/* RFC 9846 §4.6.1: called for each NewSessionTicket; the newest first. */
+static void
+tt_on_ticket(void *arg, const tls13_ticket *tk)
+{
+	struct tt_ctx *x = arg;
+	tls13_ticket *copy;
+
+	if ((copy = malloc(sizeof(*copy))) == NULL)
+		return;
+	memcpy(copy, tk, sizeof(*copy));
+	if (x->ntickets == TT_TICKETS) {
+		OPENSSL_cleanse(x->tickets[TT_TICKETS - 1], sizeof(*copy));
+		free(x->tickets[TT_TICKETS - 1]);
+		x->ntickets--;
+	}
+	memmove(&x->tickets[1], &x->tickets[0],
+	    x->ntickets * sizeof(x->tickets[0]));
+	x->tickets[0] = copy;
+	x->ntickets++;
+}
+
+/* Takes the newest ticket out of the cache: a ticket is offered once. */
+static tls13_ticket *
+tt_take_ticket(struct tt_ctx *x)
+{
+	tls13_ticket *tk;
+
+	if (x->ntickets == 0)
+		return NULL;
+	tk = x->tickets[0];
+	x->ntickets--;
+	memmove(&x->tickets[0], &x->tickets[1],
+	    x->ntickets * sizeof(x->tickets[0]));
+	return tk;
+}
+
+static void
+tt_free_ticket(tls13_ticket *tk)
+{
+	if (tk == NULL)
+		return;
+	OPENSSL_cleanse(tk, sizeof(*tk));
+	free(tk);
+}
+
+/* `alpn` is a list of names separated by commas or blanks (checked by
+ * config.c); RFC 7301 §3.1 wants each prefixed by its length. */
+static size_t
+tt_alpn_wire(const char *alpn, uint8_t *out, size_t cap)
+{
+	size_t len = 0, n;
+
+	while (*alpn != '\0') {
+		alpn += strspn(alpn, ", \t");
+		n = strcspn(alpn, ", \t");
+		if (n == 0)
+			break;
+		if (n > 255 || len + 1 + n > cap)
+			return 0;
+		out[len++] = (uint8_t)n;
+		memcpy(out + len, alpn, n);
+		len += n;
+		alpn += n;
+	}
+	return len;
+}
+
+/* The client certificate chain (leaf first) and key, from PEM files. */
+static int
+tt_load_client_cert(struct tt_ctx *x, const struct route *r)
+{
+	FILE *f = NULL;
+	X509 *c;
+	int rc = -1;
+
+	if ((f = fopen(r->client_cert, "r")) == NULL)
+		goto out;
+	if ((x->client_cert = PEM_read_X509(f, NULL, NULL, NULL)) == NULL)
+		goto out;
+	if ((x->client_chain = sk_X509_new_null()) == NULL)
+		goto out;
+	while ((c = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+		if (sk_X509_push(x->client_chain, c) == 0) {
+			X509_free(c);
+			goto out;
+		}
+	}
+	fclose(f);
+	if ((f = fopen(r->client_key, "r")) == NULL)
+		goto out;
+	if ((x->client_key = PEM_read_PrivateKey(f, NULL, NULL,
+	    NULL)) == NULL)
+		goto out;
+	if (X509_check_private_key(x->client_cert, x->client_key) != 1)
+		goto out;
+	rc = 0;
+out:
+	if (f != NULL)
+		fclose(f);
+	ERR_clear_error();
+	return rc;
+}
+
+static void *
+tt_ctx_new(const struct route *r, char *err, size_t errlen)
+{
+	struct tt_ctx *x;
+	tls13_config *cfg;
+	size_t i;
+
+	if ((x = calloc(1, sizeof(*x))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	x->route = r;
+	cfg = &x->cfg;
+	if (tls13_global_init() != 0) {
+		snprintf(err, errlen, "route %s: tls = builtin: a TLS 1.3 "
+		    "primitive is missing from libcrypto", r->name);
+		goto fail;
+	}
+	for (i = 0; i < r->nciphers && i < TLS13_MAX_LIST; i++)
+		cfg->suites[cfg->nsuites++] = r->ciphers[i];
+	for (i = 0; i < r->ngroups && i < TLS13_MAX_LIST; i++)
+		cfg->groups[cfg->ngroups++] = r->groups[i];
+	/* A minimal ClientHello: one key share, for the first group; a
+	 * server that prefers another answers with HelloRetryRequest. */
+	cfg->nkeyshares = 1;
+	cfg->server_name = r->sni;
+	cfg->max_fragment = (uint16_t)r->max_fragment;
+	cfg->record_size_limit = (uint16_t)r->record_size_limit;
+	cfg->record_fallback = r->record_fallback;
+	if (r->alpn != NULL) {
+		cfg->alpn_len = tt_alpn_wire(r->alpn, x->alpn,
+		    sizeof(x->alpn));
+		if (cfg->alpn_len == 0) {
+			snprintf(err, errlen, "route %s: alpn: list too long",
+			    r->name);
+			goto fail;
+		}
+		cfg->alpn = x->alpn;
+	}
+	if (r->verify) {
+		if ((x->store = X509_STORE_new()) == NULL ||
+		    X509_STORE_load_file(x->store, r->ca_file) != 1) {
+			snprintf(err, errlen, "route %s: cannot load ca_file "
+			    "%s", r->name, r->ca_file);
+			goto fail;
+		}
+		cfg->store = x->store;
+	} else
+		cfg->insecure_no_verify = 1;
+	if (r->client_cert != NULL) {
+		if (tt_load_client_cert(x, r) == -1) {
+			snprintf(err, errlen, "route %s: cannot use "
+			    "client_cert %s / client_key %s", r->name,
+			    r->client_cert, r->client_key);
+			goto fail;
+		}
+		cfg->client_cert = x->client_cert;
+		cfg->client_chain = x->client_chain;
+		cfg->client_key = x->client_key;
+	}
+	if (r->resumption) {
+		cfg->on_ticket = tt_on_ticket;
+		cfg->ticket_arg = x;
+	}
+	ERR_clear_error();
+	return x;
+fail:
+	ERR_clear_error();
+	tt_ctx_free(x);
+	return NULL;
+}
+
+static void
+tt_ctx_free(void *ctx)
+{
+	struct tt_ctx *x = ctx;
+	size_t i;
+
+	if (x == NULL)
+		return;
+	for (i = 0; i < x->ntickets; i++)
+		tt_free_ticket(x->tickets[i]);
+	X509_STORE_free(x->store);
+	X509_free(x->client_cert);
+	sk_X509_pop_free(x->client_chain, X509_free);
+	EVP_PKEY_free(x->client_key);
+	free(x);
+}
+
+/* ---- connection ------------------------------------------------------ */
+
+/* Our callbacks on the socket bufferevent carry the connection; that is
+ * how the transport_ops calls find it from the filter. */
+static struct tt_conn *
+tt_conn_of(struct bufferevent *bev)
+{
+	struct bufferevent *tcp = bufferevent_get_underlying(bev);
+	void *arg = NULL;
+
+	if (tcp == NULL)
+		return NULL;
+	bufferevent_getcb(tcp, NULL, NULL, NULL, &arg);
+	return arg;
+}
+
+/* Moves the records the engine wrote to the socket's output. */
+static int
+tt_flush(struct tt_conn *t)
+{
+	const uint8_t *p;
+	size_t n;
+
+	p = tls13_out(&t->c, &n);
+	if (n == 0)
+		return 0;
+	if (evbuffer_add(bufferevent_get_output(t->tcp), p, n) == -1)
+		return -1;
+	tls13_out_consume(&t->c, n);
+	return 0;
+}
+
+/* Raises the error event once; the reason stays in t->err. */
+static void
+tt_fail(struct tt_conn *t, int err)
+{
+	if (t->err == 0)
+		t->err = err;
+	/* The alert the engine queued goes out before the close. */
+	(void)tt_flush(t);
+	if (t->ended)
+		return;
+	t->failed = t->ended = 1;
+	bufferevent_trigger_event(t->bev, BEV_EVENT_ERROR | BEV_EVENT_READING,
+	    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* Gives the receive buffer back while it holds nothing. */
+static void
+tt_rx_release(struct tt_conn *t)
+{
+	if (t->rx == NULL || !t->connected)
+		return;
+	if (tls13_conn_set_rxbuf(&t->c, t->rx_none, 0) != 0)
+		return;
+	free(t->rx);
+	t->rx = NULL;
+	t->rxcap = 0;
+}
+
+/* (Re)allocates the receive buffer with room for `cap` bytes. */
+static int
+tt_rx_grow(struct tt_conn *t, size_t cap)
+{
+	uint8_t *n;
+
+	if (cap > TT_RX_MAX || (n = malloc(cap)) == NULL)
+		return -1;
+	if (tls13_conn_set_rxbuf(&t->c, n, cap) != 0) {
+		free(n);
+		return -1;
+	}
+	free(t->rx);
+	t->rx = n;
+	t->rxcap = cap;
+	return 0;
+}
+
+/* The handshake completed: verification passed inside the engine. */
+static void
+tt_connected(struct tt_conn *t)
+{
+	t->connected = 1;
+	tt_free_ticket(t->ticket);
+	t->ticket = NULL;
+	log_debug("upstream %s:%u: TLS 1.3 %s %s%s, record limit %zu",
+	    t->ctx->route->upstream_host, t->ctx->route->upstream_port,
+	    tls13_cipher_name(tls13_cipher(&t->c)),
+	    tls13_group_name(tls13_group(&t->c)),
+	    tls13_resumed(&t->c) ? " resumed" : "",
+	    tls13_record_limit(&t->c));
+	bufferevent_trigger_event(t->bev, BEV_EVENT_CONNECTED,
+	    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * Hands decrypted bytes to dst, at most `room` (-1: no limit).  Returns
+ * the count, or -1 after an error was raised.  Sets t->pending when the
+ * engine still holds some because of the limit.
+ */
+static ev_ssize_t
+tt_read_app(struct tt_conn *t, struct evbuffer *dst, ev_ssize_t room)
+{
+	struct evbuffer_iovec v;
+	ev_ssize_t added = 0;
+	size_t want, n;
+	int rc;
+
+	t->pending = 0;
+	for (;;) {
+		want = TLS13_MAX_PLAINTEXT;
+		if (room >= 0 && (size_t)(room - added) < want)
+			want = (size_t)(room - added);
+		if (want == 0) {
+			t->pending = 1;
+			return added;
+		}
+		if (evbuffer_reserve_space(dst, (ev_ssize_t)want, &v, 1) < 1)
+			return added;
+		if (v.iov_len > want)
+			v.iov_len = want;
+		rc = tls13_read_app(&t->c, v.iov_base, v.iov_len, &n);
+		if (rc != 0 || n == 0) {
+			v.iov_len = 0;
+			evbuffer_commit_space(dst, &v, 1);
+			break;
+		}
+		v.iov_len = n;
+		evbuffer_commit_space(dst, &v, 1);
+		added += (ev_ssize_t)n;
+	}
+	if (rc == TLS13_ERR_CLOSED) {
+		/* RFC 9846 §6.1: close_notify, after the last data. */
+		if (!t->ended) {
+			t->ended = 1;
+			bufferevent_trigger_event(t->bev, BEV_EVENT_EOF |
+			    BEV_EVENT_READING, BEV_TRIG_DEFER_CALLBACKS);
+		}
+	} else if (rc != TLS13_WANT_READ && rc != 0) {
+		tt_fail(t, rc);
+		return -1;
+	}
+	return added;
+}
+
+/*
+ * The filter's input side: records from the socket (src) through the
+ * engine; application data to dst, within `limit` bytes.
+ */
+static enum bufferevent_filter_result
+tt_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
+    enum bufferevent_flush_mode mode, void *arg)
+{
+	struct tt_conn *t = arg;
+	struct evbuffer_iovec v;
+	ev_ssize_t added = 0, got;
+	size_t n;
+	int rc;
+
+	(void)mode;
+	if (t->failed) {
+		evbuffer_drain(src, evbuffer_get_length(src));
+		return BEV_ERROR;
+	}
+	evtimer_del(t->idle);
+	for (;;) {
+		if (t->connected) {
+			got = tt_read_app(t, dst, limit < 0 ? -1 :
+			    limit - added);
+			if (got < 0)
+				return BEV_ERROR;
+			added += got;
+			if (t->pending)
+				break;
+		}
+		if (evbuffer_get_length(src) == 0 || t->ended)
+			break;
+		if (t->rx == NULL && tt_rx_grow(t,
+		    tls13_rx_needed(&t->c)) == -1) {
+			tt_fail(t, TLS13_ERR_BUFFER);
+			return BEV_ERROR;
+		}
+		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len;
+		rc = tls13_feed(&t->c, v.iov_base, &n);
+		evbuffer_drain(src, n);
+		if (tt_flush(t) == -1) {
+			tt_fail(t, TLS13_ALERT_INTERNAL_ERROR);
+			return BEV_ERROR;
+		}
+		if (rc == TLS13_ERR_BUFFER) {
+			/* A record or handshake message larger than the
+			 * buffer: grow it, within TT_RX_MAX. */
+			if (t->rxcap >= TT_RX_MAX || tt_rx_grow(t,
+			    t->rxcap * 2 < TT_RX_MAX ? t->rxcap * 2 :
+			    TT_RX_MAX) == -1) {
+				tt_fail(t, rc);
+				return BEV_ERROR;
+			}
+			continue;
+		}
+		if (rc != 0) {
+			tt_fail(t, rc);
+			return BEV_ERROR;
+		}
+		if (!t->connected) {
+			rc = tls13_handshake(&t->c, NULL, NULL);
+			(void)tt_flush(t);
+			if (rc == 0)
+				tt_connected(t);
+			else if (rc != TLS13_WANT_READ) {
+				tt_fail(t, rc);
+				return BEV_ERROR;
+			}
+		}
+		if (n == 0) {
+			/* Nothing taken: the engine waits for its reader. */
+			break;
+		}
+	}
+	tt_rx_release(t);
+	return added > 0 ? BEV_OK : BEV_NEED_MORE;
+}
+
+/*
+ * The filter's output side: plaintext from the session (src) sealed into
+ * records on the socket (dst).  Nothing moves before the handshake is
+ * complete (upstream.c writes only after BEV_EVENT_CONNECTED anyway).
+ */
+static enum bufferevent_filter_result
+tt_filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
+    enum bufferevent_flush_mode mode, void *arg)
+{
+	struct tt_conn *t = arg;
+	struct evbuffer_iovec v;
+	size_t start = evbuffer_get_length(dst), n;
+	int rc, moved = 0;
+
+	(void)mode;
+	if (t->failed || t->ended || !t->connected)
+		return BEV_NEED_MORE;
+	evtimer_del(t->idle);
+	while (evbuffer_get_length(src) > 0 && (limit < 0 ||
+	    evbuffer_get_length(dst) - start < (size_t)limit)) {
+		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+			break;
+		rc = tls13_write_app(&t->c, v.iov_base, v.iov_len, &n);
+		if (rc != 0 && rc != TLS13_WANT_WRITE) {
+			tt_fail(t, rc);
+			return BEV_ERROR;
+		}
+		evbuffer_drain(src, n);
+		if (tt_flush(t) == -1) {
+			tt_fail(t, TLS13_ALERT_INTERNAL_ERROR);
+			return BEV_ERROR;
+		}
+		if (n == 0)
+			break;
+		moved = 1;
+	}
+	return moved ? BEV_OK : BEV_NEED_MORE;
+}
+
+/* Hands over what the engine holds, then an EOF that waited for it. */
+static void
+tt_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct tt_conn *t = arg;
+	short eof = t->eof_what;
+
+	(void)fd;
+	(void)what;
+	if (t->tcp_read != NULL)
+		t->tcp_read(t->tcp, t->tcp_arg);
+	if (eof != 0 && !t->pending && !t->ended &&
+	    evbuffer_get_length(bufferevent_get_input(t->tcp)) == 0) {
+		t->eof_what = 0;
+		t->ended = 1;
+		if (t->tcp_event != NULL)
+			t->tcp_event(t->tcp, eof, t->tcp_arg);
+	}
+}
+
+/* The reader took bytes out of the filter's input: if the engine holds
+ * more, hand them over (from the event loop, not inside the reader). */
+static void
+tt_input_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct tt_conn *t = arg;
+
+	(void)buf;
+	if (info->n_deleted > 0 && (t->pending || t->eof_what != 0 ||
+	    evbuffer_get_length(bufferevent_get_input(t->tcp)) > 0))
+		event_active(t->kick, EV_READ, 0);
+}
+
+/* Every byte the socket reads or is given to write: the uplink's bill. */
+static void
+tt_count_rx(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct tt_conn *t = arg;
+
+	(void)buf;
+	t->wire_rx += info->n_added;
+}
+
+/* Counted when queued: the handshake's last flight is then in the count
+ * when BEV_EVENT_CONNECTED is reported. */
+static void
+tt_count_tx(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct tt_conn *t = arg;
+
+	(void)buf;
+	t->wire_tx += info->n_added;
+}
+
+static void
+tt_tcp_read(struct bufferevent *tcp, void *arg)
+{
+	struct tt_conn *t = arg;
+
+	t->tcp_read(tcp, t->tcp_arg);
+}
+
+static void
+tt_tcp_write(struct bufferevent *tcp, void *arg)
+{
+	struct tt_conn *t = arg;
+
+	t->tcp_write(tcp, t->tcp_arg);
+}
+
+/*
+ * The socket reports EOF or an error.  libevent passes it on at once,
+ * even when records read before it still wait in the engine or the
+ * socket's input (the reader paused): such an EOF waits for them.
+ */
+static void
+tt_tcp_event(struct bufferevent *tcp, short what, void *arg)
+{
+	struct tt_conn *t = arg;
+
+	if (t->ended)
+		return;
+	if ((what & BEV_EVENT_EOF) && t->connected && (t->pending ||
+	    evbuffer_get_length(bufferevent_get_input(tcp)) > 0)) {
+		t->eof_what = what;
+		event_active(t->kick, EV_READ, 0);
+		return;
+	}
+	t->ended = 1;
+	t->tcp_event(tcp, what, t->tcp_arg);
+}
+
+/* Called by libevent when the filter is freed (after upstream.c's
+ * bufferevent_free): a close_notify if it can go out at once, then the
+ * engine and the buffers. */
+static void
+tt_conn_free(void *arg)
+{
+	struct tt_conn *t = arg;
+	const uint8_t *p;
+	size_t n;
+	evutil_socket_t fd;
+
+	/* RFC 9846 §6.1: tell the server we are done, best effort: the
+	 * socket is still open here, and a pooled connection has nothing
+	 * queued before the alert. */
+	fd = bufferevent_getfd(t->tcp);
+	if (t->connected && !t->ended && fd >= 0 &&
+	    evbuffer_get_length(bufferevent_get_output(t->tcp)) == 0 &&
+	    tls13_close(&t->c) == 0) {
+		p = tls13_out(&t->c, &n);
+		if (n > 0 && send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+			t->wire_tx += n;
+	}
+	/* The evbuffers outlive us by a little (libevent frees them after
+	 * this callback): nothing of theirs may point here any more. */
+	evbuffer_remove_cb(bufferevent_get_input(t->tcp), tt_count_rx, t);
+	evbuffer_remove_cb(bufferevent_get_output(t->tcp), tt_count_tx, t);
+	evbuffer_remove_cb(bufferevent_get_input(t->bev), tt_input_drained, t);
+	tls13_conn_free(&t->c);
+	tt_free_ticket(t->ticket);
+	if (t->kick != NULL)
+		event_free(t->kick);
+	if (t->idle != NULL)
+		event_free(t->idle);
+	free(t->rx);
+	free(t->tx);
+	free(t);
+}
+
+/* Parked and unused for TT_IDLE_KEYS_MS: drop the AEAD contexts, which
+ * the next record rebuilds from the traffic secrets. */
+static void
+tt_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct tt_conn *t = arg;
+
+	(void)fd;
+	(void)what;
+	tls13_conn_idle(&t->c);
+}
+
+static struct bufferevent *
+tt_start(void *ctx, struct bufferevent *tcp, char *err, size_t errlen)
+{
+	struct tt_ctx *x = ctx;
+	const struct route *r = x->route;
+	struct event_base *base = bufferevent_get_base(tcp);
+	struct tt_conn *t = NULL;
+	struct bufferevent *sock = NULL;
+	evutil_socket_t fd;
+	size_t limit = TLS13_MAX_PLAINTEXT;
+	int rc;
+
+	/* upstream.c's socket bufferevent does not own its fd: ours does,
+	 * and the filter owns ours. */
+	fd = bufferevent_getfd(tcp);
+	bufferevent_free(tcp);
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		goto oom;
+	t->ctx = x;
+	if ((sock = bufferevent_socket_new(base, fd,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		goto oom;
+	fd = -1;
+	t->tcp = sock;
+	/* During the handshake: one record at the limit we ask for (the
+	 * server may ignore it: the buffer grows then) plus room for a
+	 * handshake message that spans records (docs/tls13.md). */
+	if (r->max_fragment != 0)
+		limit = (size_t)r->max_fragment;
+	if (r->record_size_limit != 0 && (size_t)r->record_size_limit < limit)
+		limit = (size_t)r->record_size_limit;
+	t->rxcap = TLS13_RECORD_SIZE(limit) + TLS13_HS_RESERVE;
+	t->txcap = TLS13_RECORD_SIZE(limit < TT_TX_RECORD_MAX ? limit :
+	    TT_TX_RECORD_MAX);
+	if (r->client_cert != NULL && t->txcap < TT_TX_CLIENT_CERT)
+		t->txcap = TT_TX_CLIENT_CERT;
+	if ((t->rx = malloc(t->rxcap)) == NULL ||
+	    (t->tx = malloc(t->txcap)) == NULL)
+		goto oom;
+	if ((rc = tls13_conn_init(&t->c, &x->cfg, t->rx, t->rxcap, t->tx,
+	    t->txcap)) != 0) {
+		snprintf(err, errlen, "TLS: %s", tls13_strerror(rc));
+		goto fail;
+	}
+	/* A ticket too large for the send buffer (a small record limit and
+	 * a server with big tickets) is not offered: a full handshake
+	 * instead of a ClientHello that cannot be written. */
+	if (r->resumption && (t->ticket = tt_take_ticket(x)) != NULL) {
+		if (TT_CH_BASE + strlen(r->sni) + x->cfg.alpn_len +
+		    t->ticket->len + TT_CH_PSK_OVERHEAD <= t->txcap)
+			(void)tls13_conn_set_ticket(&t->c, t->ticket);
+		else {
+			tt_free_ticket(t->ticket);
+			t->ticket = NULL;
+		}
+	}
+	if ((t->kick = event_new(base, -1, 0, tt_kick, t)) == NULL ||
+	    (t->idle = evtimer_new(base, tt_idle, t)) == NULL)
+		goto oom;
+	/* Deferred callbacks: a filter otherwise runs the write callback
+	 * from inside the caller's evbuffer_add(), re-entering proxy.c in
+	 * the middle of a pump; a socket or OpenSSL bufferevent never does. */
+	t->bev = bufferevent_filter_new(sock, tt_filter_in, tt_filter_out,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, tt_conn_free, t);
+	if (t->bev == NULL)
+		goto oom;
+	/* From here on, freeing t->bev frees t and the socket. */
+	sock = NULL;
+	bufferevent_getcb(t->tcp, &t->tcp_read, &t->tcp_write, &t->tcp_event,
+	    &t->tcp_arg);
+	bufferevent_setcb(t->tcp, tt_tcp_read, tt_tcp_write, tt_tcp_event, t);
+	bufferevent_setwatermark(t->tcp, EV_READ, 0, TT_TCP_READ_HIGH);
+	bufferevent_setwatermark(t->tcp, EV_WRITE, TT_TCP_WRITE_LOW,
+	    TT_TCP_WRITE_HIGH);
+	if (evbuffer_add_cb(bufferevent_get_input(t->tcp), tt_count_rx,
+	    t) == NULL ||
+	    evbuffer_add_cb(bufferevent_get_output(t->tcp), tt_count_tx,
+	    t) == NULL ||
+	    evbuffer_add_cb(bufferevent_get_input(t->bev), tt_input_drained,
+	    t) == NULL) {
+		bufferevent_free(t->bev);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	/* The ClientHello goes out now, without waiting for any byte. */
+	rc = tls13_handshake(&t->c, NULL, NULL);
+	if ((rc != TLS13_WANT_READ && rc != 0) || tt_flush(t) == -1) {
+		snprintf(err, errlen, "TLS: %s", tls13_strerror(rc));
+		bufferevent_free(t->bev);
+		return NULL;
+	}
+	return t->bev;
+oom:
+	snprintf(err, errlen, "out of memory");
+fail:
+	if (sock != NULL)
+		bufferevent_free(sock);
+	else if (fd >= 0)
+		evutil_closesocket(fd);
+	if (t != NULL) {
+		if (t->rx != NULL && t->tx != NULL)
+			tls13_conn_free(&t->c);
+		tt_free_ticket(t->ticket);
+		if (t->kick != NULL)
+			event_free(t->kick);
+		if (t->idle != NULL)
+			event_free(t->idle);
+		free(t->rx);
+		free(t->tx);
+		free(t);
+	}
+	return NULL;
+}
+
+static int
+tt_resumed(struct bufferevent *bev)
+{
+	struct tt_conn *t = tt_conn_of(bev);
+
+	return t != NULL && tls13_resumed(&t->c);
+}
+
+static void
+tt_error(struct bufferevent *bev, char *err, size_t errlen)
+{
+	struct tt_conn *t = tt_conn_of(bev);
+	const char *v;
+	int saved = EVUTIL_SOCKET_ERROR();
+
+	if (t != NULL && t->err != 0) {
+		if ((v = tls13_verify_error(&t->c)) != NULL)
+			snprintf(err, errlen, "TLS: certificate verify "
+			    "failed: %s", v);
+		else
+			snprintf(err, errlen, "TLS: %s",
+			    tls13_strerror(t->err));
+	} else if (saved != 0 && saved != EAGAIN)
+		snprintf(err, errlen, "TLS: %s",
+		    evutil_socket_error_to_string(saved));
+	else
+		snprintf(err, errlen, "TLS: connection closed by peer");
+}
+
+static void
+tt_wire_bytes(struct bufferevent *bev, uint64_t *rx, uint64_t *tx)
+{
+	struct tt_conn *t = tt_conn_of(bev);
+
+	*rx = t != NULL ? t->wire_rx : 0;
+	*tx = t != NULL ? t->wire_tx : 0;
+}
+
+/* Into the pool: give back the receive buffer now, and the AEAD
+ * contexts if the connection stays unused. */
+static void
+tt_park(struct bufferevent *bev)
+{
+	struct tt_conn *t = tt_conn_of(bev);
+	struct timeval tv = { TT_IDLE_KEYS_MS / 1000,
+	    (TT_IDLE_KEYS_MS % 1000) * 1000 };
+
+	if (t == NULL || !t->connected)
+		return;
+	tt_rx_release(t);
+	evtimer_add(t->idle, &tv);
+}
+
+static void
+tt_resume(struct bufferevent *bev)
+{
+	struct tt_conn *t = tt_conn_of(bev);
+
+	if (t != NULL && (t->pending || t->eof_what != 0 ||
+	    evbuffer_get_length(bufferevent_get_input(t->tcp)) > 0))
+		event_active(t->kick, EV_READ, 0);
+}
