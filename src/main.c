@@ -315,8 +315,13 @@ out:
 		event_free(sighup);
 	if (m.grace != NULL)
 		event_free(m.grace);
-	if (dns != NULL)
-		evdns_base_free(dns, 0);
+	if (dns != NULL) {
+		/* Fail lookups still pending and let their callbacks run, so
+		 * that evdns releases the requests before the base goes. */
+		evdns_base_free(dns, 1);
+		if (m.base != NULL)
+			event_base_loop(m.base, EVLOOP_NONBLOCK);
+	}
 	if (m.base != NULL)
 		event_base_free(m.base);
 	config_unref(m.cfg);
