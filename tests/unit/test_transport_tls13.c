@@ -1,0 +1,416 @@
+/*
+ * Unit tests of transport_tls13.c, the libevent adapter of the built-in
+ * TLS 1.3 client, against an in-process OpenSSL server (libevent's
+ * bufferevent_openssl) over a socketpair: a 300 KB stream each way with a
+ * reader that takes small pieces and pauses (backpressure, and the "kick"
+ * that hands over what the engine holds when reading resumes: without it
+ * the stream stalls), a bare close seen as EOF only after every byte, the
+ * byte counters, resumption with a kept ticket, and a failed verification
+ * reported as "TLS: certificate verify failed: ...".
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "config.h"
+#include "transport.h"
+
+/* Bytes streamed each way: many records, more than every watermark. */
+#define STREAM_LEN (300 * 1024)
+/* The reader takes at most this much per read callback ... */
+#define READ_PIECE 1000
+/* ... and pauses for PAUSE_MS after every PAUSE_EVERY bytes. */
+#define PAUSE_EVERY (50 * 1024)
+#define PAUSE_MS 20
+/* The plaintext read high watermark, well under one record. */
+#define READ_HIGH 4096
+/* Every test ends within this. */
+#define TEST_TIMEOUT_S 10
+
+struct tt {
+	struct event_base *base;
+	SSL_CTX *sctx;
+	char ca_path[64];
+	struct route r;
+	void *ctx;
+	struct bufferevent *cli, *srv;
+	struct event *timer, *guard;
+	unsigned char *want;          /* the pattern, STREAM_LEN bytes */
+	size_t got, srv_got, since_pause;
+	int connected, eof, error, srv_eof;
+	int srv_closed_after_write;
+	char err[160];
+};
+
+static void
+pattern(unsigned char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * 7 + i / 251);
+}
+
+/* A self-signed P-256 certificate for cloud.test, PEM to ca_path. */
+static void
+make_cert(struct tt *t)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *n;
+	X509_EXTENSION *ext;
+	FILE *f;
+	int fd;
+
+	assert_non_null(key);
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, key);
+	n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"cloud.test", -1, -1, 0);
+	X509_set_issuer_name(x, n);
+	ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name,
+	    "DNS:cloud.test");
+	assert_non_null(ext);
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+	snprintf(t->ca_path, sizeof(t->ca_path), "/tmp/tt-ca.XXXXXX");
+	fd = mkstemp(t->ca_path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	PEM_write_X509(f, x);
+	fclose(f);
+	t->sctx = SSL_CTX_new(TLS_server_method());
+	assert_non_null(t->sctx);
+	SSL_CTX_set_min_proto_version(t->sctx, TLS1_3_VERSION);
+	assert_int_equal(SSL_CTX_use_certificate(t->sctx, x), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey(t->sctx, key), 1);
+	X509_free(x);
+	EVP_PKEY_free(key);
+}
+
+static void
+guard_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tt *t = arg;
+
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(t->base);
+}
+
+static int
+setup(void **state)
+{
+	struct tt *t = calloc(1, sizeof(*t));
+	struct timeval tv = { TEST_TIMEOUT_S, 0 };
+
+	assert_non_null(t);
+	t->base = event_base_new();
+	assert_non_null(t->base);
+	make_cert(t);
+	t->r.name = "t";
+	t->r.upstream_host = "127.0.0.1";
+	t->r.upstream_port = 443;
+	t->r.sni = "cloud.test";
+	t->r.verify = 1;
+	t->r.ca_file = t->ca_path;
+	t->r.tls = CONFIG_TLS_BUILTIN;
+	t->r.resumption = 1;
+	t->want = malloc(STREAM_LEN);
+	assert_non_null(t->want);
+	pattern(t->want, STREAM_LEN);
+	t->guard = evtimer_new(t->base, guard_cb, t);
+	evtimer_add(t->guard, &tv);
+	*state = t;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct tt *t = *state;
+
+	if (t->cli != NULL)
+		bufferevent_free(t->cli);
+	if (t->srv != NULL)
+		bufferevent_free(t->srv);
+	if (t->timer != NULL)
+		event_free(t->timer);
+	event_free(t->guard);
+	/* Runs the finalizers of the freed bufferevents. */
+	event_base_loop(t->base, EVLOOP_NONBLOCK);
+	transport_tls13.ctx_free(t->ctx);
+	event_base_free(t->base);
+	SSL_CTX_free(t->sctx);
+	unlink(t->ca_path);
+	free(t->want);
+	free(t);
+	return 0;
+}
+
+/* ---- the server side: OpenSSL ---- */
+
+static void
+srv_read(struct bufferevent *bev, void *arg)
+{
+	struct tt *t = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	unsigned char buf[4096];
+	size_t n;
+
+	while ((n = evbuffer_remove(in, buf, sizeof(buf))) > 0 &&
+	    n <= sizeof(buf)) {
+		assert_true(t->srv_got + n <= STREAM_LEN);
+		assert_memory_equal(buf, t->want + t->srv_got, n);
+		t->srv_got += n;
+	}
+	/* The whole upload arrived: send the stream down, then close the
+	 * socket, as a server ending a close-delimited body does. */
+	if (t->srv_got == STREAM_LEN && !t->srv_closed_after_write) {
+		t->srv_closed_after_write = 1;
+		bufferevent_write(bev, t->want, STREAM_LEN);
+	}
+}
+
+static void
+srv_write(struct bufferevent *bev, void *arg)
+{
+	struct tt *t = arg;
+
+	if (t->srv_closed_after_write &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		/* No close_notify: a bare close, as many servers do. */
+		SSL_set_quiet_shutdown(bufferevent_openssl_get_ssl(bev), 1);
+		bufferevent_free(bev);
+		t->srv = NULL;
+	}
+}
+
+static void
+srv_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct tt *t = arg;
+
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		t->srv_eof = 1;
+}
+
+/* ---- the client side: the transport under test ---- */
+
+static void cli_read(struct bufferevent *, void *);
+
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tt *t = arg;
+
+	(void)fd;
+	(void)what;
+	bufferevent_enable(t->cli, EV_READ);
+	transport_tls13.resume(t->cli);
+}
+
+static void
+cli_read(struct bufferevent *bev, void *arg)
+{
+	struct tt *t = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct timeval tv = { 0, PAUSE_MS * 1000 };
+	unsigned char buf[READ_PIECE];
+	size_t n;
+
+	/* One small piece per callback: the rest waits in the input, the
+	 * engine and the socket. */
+	n = evbuffer_remove(in, buf, sizeof(buf));
+	if (n == 0 || n > sizeof(buf))
+		return;
+	assert_true(t->got + n <= STREAM_LEN);
+	assert_memory_equal(buf, t->want + t->got, n);
+	t->got += n;
+	t->since_pause += n;
+	if (t->since_pause >= PAUSE_EVERY) {
+		t->since_pause = 0;
+		bufferevent_disable(bev, EV_READ);
+		evtimer_add(t->timer, &tv);
+		return;
+	}
+	/* More may be there already: libevent calls again only when more
+	 * arrives, so take it from the event loop. */
+	if (evbuffer_get_length(in) > 0)
+		bufferevent_trigger(bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void
+cli_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct tt *t = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		t->connected = 1;
+		event_base_loopbreak(t->base);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		/* The EOF must come after every byte before it. */
+		assert_int_equal(t->got, STREAM_LEN);
+		t->eof = 1;
+	} else {
+		t->error = 1;
+		transport_tls13.error(bev, t->err, sizeof(t->err));
+	}
+	event_base_loopbreak(t->base);
+}
+
+/* Connects the transport to a fresh server; returns once the handshake
+ * is over (connected or failed). */
+static void
+tt_connect(struct tt *t)
+{
+	char err[160];
+	int sv[2];
+	struct bufferevent *tcp;
+
+	if (t->ctx == NULL) {
+		t->ctx = transport_tls13.ctx_new(&t->r, err, sizeof(err));
+		if (t->ctx == NULL)
+			fail_msg("ctx_new: %s", err);
+	}
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	evutil_make_socket_nonblocking(sv[0]);
+	evutil_make_socket_nonblocking(sv[1]);
+	t->srv = bufferevent_openssl_socket_new(t->base, sv[1],
+	    SSL_new(t->sctx), BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	assert_non_null(t->srv);
+	bufferevent_openssl_set_allow_dirty_shutdown(t->srv, 1);
+	bufferevent_setcb(t->srv, srv_read, srv_write, srv_event, t);
+	bufferevent_enable(t->srv, EV_READ | EV_WRITE);
+	/* upstream.c's socket bufferevent does not own its fd either. */
+	tcp = bufferevent_socket_new(t->base, sv[0], 0);
+	assert_non_null(tcp);
+	t->cli = transport_tls13.start(t->ctx, tcp, err, sizeof(err));
+	if (t->cli == NULL)
+		fail_msg("start: %s", err);
+	bufferevent_setcb(t->cli, NULL, NULL, cli_event, t);
+	bufferevent_enable(t->cli, EV_READ | EV_WRITE);
+	t->connected = t->error = 0;
+	event_base_dispatch(t->base);
+}
+
+static void
+tt_close_client(struct tt *t)
+{
+	bufferevent_free(t->cli);
+	t->cli = NULL;
+	if (t->srv != NULL) {
+		bufferevent_free(t->srv);
+		t->srv = NULL;
+	}
+	event_base_loop(t->base, EVLOOP_NONBLOCK);
+}
+
+static void
+test_stream_both_ways(void **state)
+{
+	struct tt *t = *state;
+	uint64_t rx = 0, tx = 0;
+
+	tt_connect(t);
+	assert_int_equal(t->connected, 1);
+	assert_int_equal(transport_tls13.resumed(t->cli), 0);
+	t->timer = evtimer_new(t->base, resume_cb, t);
+	bufferevent_setcb(t->cli, cli_read, NULL, cli_event, t);
+	bufferevent_setwatermark(t->cli, EV_READ, 0, READ_HIGH);
+
+	/* Up: the whole stream in one write; the server checks it, then
+	 * sends it down and closes (srv_read). */
+	bufferevent_write(t->cli, t->want, STREAM_LEN);
+	event_base_dispatch(t->base);
+
+	assert_int_equal(t->error, 0);
+	assert_int_equal(t->eof, 1);
+	assert_int_equal(t->got, STREAM_LEN);
+	assert_int_equal(t->srv_got, STREAM_LEN);
+	/* The bill: every byte both ways, plus the records' overhead. */
+	transport_tls13.wire_bytes(t->cli, &rx, &tx);
+	assert_true(rx > STREAM_LEN && rx < STREAM_LEN + STREAM_LEN / 50);
+	assert_true(tx > STREAM_LEN && tx < STREAM_LEN + STREAM_LEN / 20);
+	tt_close_client(t);
+}
+
+/* The server's tickets are kept: the next connection resumes. */
+static void
+test_resumption(void **state)
+{
+	struct tt *t = *state;
+	struct timeval tv = { 0, 200 * 1000 };
+	uint64_t rx_full, rx_res, tx;
+
+	tt_connect(t);
+	assert_int_equal(t->connected, 1);
+	/* The server sends its tickets after the handshake: let them in. */
+	event_base_loopexit(t->base, &tv);
+	event_base_dispatch(t->base);
+	transport_tls13.wire_bytes(t->cli, &rx_full, &tx);
+	tt_close_client(t);
+
+	tt_connect(t);
+	assert_int_equal(t->connected, 1);
+	assert_int_equal(transport_tls13.resumed(t->cli), 1);
+	transport_tls13.wire_bytes(t->cli, &rx_res, &tx);
+	/* No certificate crossed the link the second time. */
+	assert_true(rx_res + 200 < rx_full);
+	tt_close_client(t);
+}
+
+static void
+test_verify_failure(void **state)
+{
+	struct tt *t = *state;
+
+	t->r.sni = "wrong.test";
+	tt_connect(t);
+	assert_int_equal(t->connected, 0);
+	assert_int_equal(t->error, 1);
+	assert_string_equal(t->err,
+	    "TLS: certificate verify failed: hostname mismatch");
+	tt_close_client(t);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_stream_both_ways, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_resumption, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_verify_failure, setup,
+		    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
