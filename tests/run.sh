@@ -4,6 +4,7 @@
 #
 #   unit     $O/tests/unit/test_*           (cmocka programs)
 #   e2e      tests/e2e/*.py|*.sh            (real daemon, curl, TLS servers)
+#   e2e-builtin  tests/e2e/0[2-8]-*.py again with E2E_TLS=builtin
 #   interop  tests/interop/*.sh|*.py        (built-in TLS client vs real servers)
 #   fuzz     build-fuzz/fuzz_* for FUZZ_SMOKE seconds each (skipped by make asan,
 #            whose programs are already sanitized)
@@ -52,6 +53,11 @@ for dir in e2e interop; do
 		case "$t" in */lib.sh|*/lib.py|*/_*) continue ;; esac
 		run_one "$dir/$(basename "$t")" timeout 300 "$t"
 	done
+done
+# The core scenarios again, every route over the built-in TLS 1.3 client.
+for t in tests/e2e/0[2-8]-*.py; do
+	[ -f "$t" ] || continue
+	run_one "e2e-builtin/$(basename "$t")" env E2E_TLS=builtin timeout 300 "$t"
 done
 if [ -z "${NO_FUZZ:-}" ]; then
 	for f in build-fuzz/fuzz_*; do
