@@ -65,9 +65,12 @@ struct session {
 	struct upconn *connecting;      /* uplink being opened */
 	struct event *timer;
 	enum timer_mode tmode;
-	struct sockaddr_storage listen;
+	union {                         /* the address it came in on */
+		struct sockaddr sa;
+		struct sockaddr_in sin;
+		struct sockaddr_in6 sin6;
+	} listen;
 	char client[INET6_ADDRSTRLEN + 8];     /* "ip:port" for the log */
-	char client_ip[INET6_ADDRSTRLEN];      /* for X-Forwarded-For */
 	int closing;                    /* flushing, then lingering */
 
 	/* The exchange in progress; reset by session_txn_reset(). */
@@ -87,7 +90,8 @@ struct session {
 	struct http1_chunked req_chunk;
 	enum req_state req;
 	int discard;                    /* body read and dropped (no route) */
-	struct evbuffer *head_out;      /* rewritten head, kept for a retry */
+	struct evbuffer *head_out;      /* rewritten head, kept for a retry;
+					   NULL between exchanges */
 	int retried;
 	int up_bytes;                   /* a response byte came from upstream */
 	int up_eof;                     /* the uplink closed */
@@ -103,7 +107,7 @@ struct session {
 	uint64_t bytes_in, bytes_out;
 	uint64_t wire_rx, wire_tx;   /* TLS bytes of the exchange, uplink */
 	const char *tls;
-	char err[UPSTREAM_ERRLEN];
+	char *err;                      /* why the exchange failed, or NULL */
 };
 
 TAILQ_HEAD(session_list, session);
@@ -412,7 +416,6 @@ proxy_accept(struct proxy *px, evutil_socket_t fd,
 		    port);
 	} else
 		snprintf(s->client, sizeof(s->client), "?");
-	snprintf(s->client_ip, sizeof(s->client_ip), "%s", host);
 	if (listenlen > (socklen_t)sizeof(s->listen))
 		listenlen = sizeof(s->listen);
 	memcpy(&s->listen, listen, listenlen);
@@ -429,8 +432,7 @@ proxy_accept(struct proxy *px, evutil_socket_t fd,
 		session_close(s, NULL);
 		return -1;
 	}
-	if ((s->timer = evtimer_new(px->base, session_timer, s)) == NULL ||
-	    (s->head_out = evbuffer_new()) == NULL) {
+	if ((s->timer = evtimer_new(px->base, session_timer, s)) == NULL) {
 		log_warnx("session %s: out of memory", s->client);
 		session_close(s, NULL);
 		return -1;
@@ -604,6 +606,40 @@ proxy_idempotent(const char *method)
 /* ---- session ---- */
 
 /*
+ * Records why the exchange failed; the first reason stays unless
+ * `overwrite`.  Kept out of line so that an idle session is small.
+ */
+static void
+session_set_err(struct session *s, const char *why, int overwrite)
+{
+	char *e;
+
+	if (why == NULL || (s->err != NULL && !overwrite))
+		return;
+	if ((e = strndup(why, UPSTREAM_ERRLEN - 1)) == NULL)
+		return;
+	free(s->err);
+	s->err = e;
+}
+
+/* The device's address without the port, for X-Forwarded-For: "ip:port"
+ * or "[ip6]:port" as kept for the log. */
+static void
+session_client_ip(const struct session *s, char *ip, size_t iplen)
+{
+	const char *p = s->client, *end;
+
+	if (*p == '[') {
+		p++;
+		end = strchr(p, ']');
+	} else
+		end = strrchr(p, ':');
+	if (end == NULL)
+		end = p + strlen(p);
+	snprintf(ip, iplen, "%.*s", (int)(end - p), p);
+}
+
+/*
  * The only place that frees a session and its parts.  Logs the exchange
  * in progress, if any; `reason` is what ended it (NULL: nothing to say).
  */
@@ -614,8 +650,7 @@ session_close(struct session *s, const char *reason)
 	struct linger rst = { 1, 0 };
 
 	if (s->active) {
-		if (s->err[0] == '\0' && reason != NULL)
-			snprintf(s->err, sizeof(s->err), "%s", reason);
+		session_set_err(s, reason, 0);
 		session_txn_log(s);
 	}
 	/* RFC 9112 §8: a close-delimited body that is cut short looks
@@ -636,6 +671,7 @@ session_close(struct session *s, const char *reason)
 	upstream_close(s->connecting);
 	if (s->head_out != NULL)
 		evbuffer_free(s->head_out);
+	free(s->err);
 	free(s->path);
 	config_unref(s->cfg);
 	free(s);
@@ -662,8 +698,11 @@ session_txn_reset(struct session *s)
 	s->req_body = 0;
 	s->req = REQ_HEAD;
 	s->discard = 0;
-	if (s->head_out != NULL)
-		evbuffer_drain(s->head_out, evbuffer_get_length(s->head_out));
+	/* An idle keep-alive connection holds as little as possible. */
+	if (s->head_out != NULL) {
+		evbuffer_free(s->head_out);
+		s->head_out = NULL;
+	}
 	s->retried = 0;
 	s->up_bytes = 0;
 	s->up_eof = 0;
@@ -679,7 +718,8 @@ session_txn_reset(struct session *s)
 	s->bytes_out = 0;
 	s->tls = "-";
 	s->wire_rx = s->wire_tx = 0;
-	s->err[0] = '\0';
+	free(s->err);
+	s->err = NULL;
 }
 
 /* The access-log line; the format is a contract with the tests. */
@@ -698,8 +738,8 @@ session_txn_log(struct session *s)
 		log_escape(path, sizeof(path), s->path, strlen(s->path));
 	else
 		snprintf(path, sizeof(path), "-");
-	log_escape(err, sizeof(err), s->err[0] ? s->err : "-",
-	    s->err[0] ? strlen(s->err) : 1);
+	log_escape(err, sizeof(err), s->err != NULL ? s->err : "-",
+	    s->err != NULL ? strlen(s->err) : 1);
 	/* What the exchange cost on a metered uplink (records, and the
 	 * handshake for tls=new|resumed). */
 	if (s->se_out != NULL)
@@ -899,8 +939,7 @@ session_error(struct session *s, int status, const char *why,
 	char body[UPSTREAM_ERRLEN + 64];
 	int n;
 
-	if (why != NULL && s->err[0] == '\0')
-		snprintf(s->err, sizeof(s->err), "%s", why);
+	session_set_err(s, why, 0);
 	if (s->resp_started) {
 		/* Part of a response went out: only closing can tell the
 		 * device that it is incomplete. */
@@ -973,6 +1012,7 @@ session_parse_head(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->se_in);
 	struct http1_request req;
+	char ip[INET6_ADDRSTRLEN];
 	size_t len, n, max;
 	const char *p, *q;
 	long rc;
@@ -1048,8 +1088,9 @@ session_parse_head(struct session *s)
 		session_error(s, 413, NULL, 1);
 		return;
 	}
-	if (proxy_rewrite_request_head(&req, s->route, s->client_ip,
-	    s->head_out) == -1) {
+	session_client_ip(s, ip, sizeof(ip));
+	if ((s->head_out == NULL && (s->head_out = evbuffer_new()) == NULL) ||
+	    proxy_rewrite_request_head(&req, s->route, ip, s->head_out) == -1) {
 		session_close(s, "out of memory");
 		return;
 	}
@@ -1266,7 +1307,7 @@ session_upstream_failed(struct session *s, const char *why, int timeout)
 		session_start_upstream(s);
 		return;
 	}
-	snprintf(s->err, sizeof(s->err), "%s", why);
+	session_set_err(s, why, 1);
 	session_error(s, timeout ? 504 : 502, why, 0);
 }
 
@@ -1354,7 +1395,9 @@ session_parse_response(struct session *s)
 		evbuffer_drain(in, (size_t)rc);
 		s->resp_started = 1;
 		s->resp = RESP_BODY;
-		evbuffer_drain(s->head_out, evbuffer_get_length(s->head_out));
+		if (s->head_out != NULL)
+			evbuffer_drain(s->head_out,
+			    evbuffer_get_length(s->head_out));
 		if (resp.framing == HTTP1_BODY_NONE ||
 		    (resp.framing == HTTP1_BODY_LENGTH && s->resp_left == 0)) {
 			session_response_done(s);
@@ -1604,7 +1647,7 @@ up_event(struct bufferevent *bev, short what, void *arg)
 		 * no final chunk, no more bytes; it sees the close. */
 		log_warnx("route %s: %s: %s during the response",
 		    s->route->name, upstream_name(s->up), err);
-		snprintf(s->err, sizeof(s->err), "%s", err);
+		session_set_err(s, err, 1);
 		session_close(s, err);
 		return;
 	}
