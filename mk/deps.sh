@@ -4,7 +4,8 @@
 set -eu
 pkgs="gcc make pkg-config libevent-dev libssl-dev libinih-dev libsystemd-dev
       libcmocka-dev clang libclang-rt-14-dev curl openssl ca-certificates
-      gnutls-bin nginx-light python3 procps iproute2"
+      gnutls-bin nginx-light python3 procps iproute2 debhelper dpkg-dev
+      fakeroot lintian man-db groff-base systemd util-linux"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
