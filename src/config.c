@@ -48,7 +48,7 @@ enum config_section {
 enum config_type {
 	CONFIG_T_BOOL,        /* int: yes/no/true/false/on/off/1/0 */
 	CONFIG_T_INT,         /* int in [min, max] */
-	CONFIG_T_SIZE,        /* size_t in [min, max], optional k/m/g suffix */
+	CONFIG_T_SIZE,        /* uint64_t in [min, max], optional k/m/g suffix */
 	CONFIG_T_LOG_LEVEL,   /* int: enum config_log_level by name */
 	CONFIG_T_LISTEN,      /* route: listen, listen_addr, listen_addrlen */
 	CONFIG_T_UPSTREAM,    /* route: upstream_host, upstream_port */
@@ -667,8 +667,10 @@ config_set_number(struct config_parser *p, const struct config_key *k,
 		    k->name, CONFIG_QUOTE_MAX, v, k->max);
 		return -1;
 	}
+	/* Sizes are 64-bit everywhere: 1 TiB must not wrap to 0 ("no
+	 * limit") on a 32-bit gateway. */
 	if (k->type == CONFIG_T_SIZE)
-		*(size_t *)slot = (size_t)n;
+		*(uint64_t *)slot = (uint64_t)n;
 	else
 		*(int *)slot = (int)n;
 	return 0;

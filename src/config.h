@@ -86,8 +86,8 @@ struct config {
 	int max_clients;         /* default 4096 */
 	int header_timeout;      /* seconds, default 10 */
 	int idle_timeout;        /* seconds, default 60 */
-	size_t max_header_size;  /* bytes, default 16384 */
-	size_t max_body_size;    /* bytes, default 65536; 0 = unlimited */
+	uint64_t max_header_size; /* bytes, default 16384 */
+	uint64_t max_body_size;   /* bytes, default 65536; 0 = unlimited */
 	int shutdown_timeout;    /* seconds requests in flight get after
 				    SIGTERM, default 30; 0 = close at once */
 

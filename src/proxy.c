@@ -380,8 +380,9 @@ proxy_shutdown(struct proxy *px)
 static size_t
 proxy_read_high(const struct config *cfg)
 {
+	/* max_header_size is at most 1 MiB (config.c), so it fits. */
 	return cfg->max_header_size + 1 > PROXY_BUF_HIGH ?
-	    cfg->max_header_size + 1 : PROXY_BUF_HIGH;
+	    (size_t)cfg->max_header_size + 1 : PROXY_BUF_HIGH;
 }
 
 int
@@ -1020,7 +1021,7 @@ session_parse_head(struct session *s)
 	if ((len = evbuffer_get_length(in)) == 0)
 		return;
 	session_take_reload(s);
-	max = s->cfg->max_header_size;
+	max = (size_t)s->cfg->max_header_size;
 	if (s->tmode != TIMER_HEAD) {
 		/* The first byte of a new request: idle_timeout no longer
 		 * applies, header_timeout does. */
@@ -1317,7 +1318,7 @@ session_parse_response(struct session *s)
 	struct bufferevent *bev = upstream_bev(s->se_out);
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct http1_response resp;
-	size_t len, n, max = s->cfg->max_header_size;
+	size_t len, n, max = (size_t)s->cfg->max_header_size;
 	const char *p;
 	unsigned flags;
 	long rc;
