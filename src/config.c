@@ -64,6 +64,7 @@ enum config_type {
 	CONFIG_T_GROUPS,      /* route: groups, ngroups */
 	CONFIG_T_CIPHERS,     /* route: ciphers, nciphers */
 	CONFIG_T_ALPN,        /* char *: protocol names */
+	CONFIG_T_ALLOW,       /* route: allow, nallow */
 };
 
 /* One configuration key.  `def` is the default as it would be written in
@@ -112,6 +113,7 @@ static const struct config_key config_table[] = {
 	    upstream_timeout),
 	RT("match_host", CONFIG_T_MATCH_HOST, 0, 0, NULL, match_host),
 	RT("match_path", CONFIG_T_MATCH_PATH, 0, 0, NULL, match_path),
+	RT("allow", CONFIG_T_ALLOW, 0, 0, NULL, allow),
 	RT("tls", CONFIG_T_TLS, 0, 0, "openssl", tls),
 	/* RFC 6066 §4: 2^9..2^12 only. */
 	RTB("max_fragment", CONFIG_T_FRAGMENT, 0, 0, "0", max_fragment),
@@ -814,6 +816,110 @@ config_set_alpn(struct config_parser *p, const struct config_key *k,
 	return config_set_string(p, slot, v, strlen(v));
 }
 
+/* RFC 4291 §2.5.5.2: ::ffff:0:0/96 holds IPv4-mapped addresses. */
+static const uint8_t config_v4mapped[12] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+};
+
+/*
+ * One `allow` entry s[len]: an IPv4 or IPv6 address, optionally followed
+ * by "/PREFIX" (default: the whole address).  Host bits set under the
+ * prefix are refused rather than masked: "192.168.1.1/24" is more often
+ * a typo for a host or a network than a deliberate network.  Returns 0,
+ * or -1 after reporting the error.
+ */
+static int
+config_parse_cidr(struct config_parser *p, const struct config_key *k,
+    const char *s, size_t len, struct config_cidr *c)
+{
+	char buf[INET6_ADDRSTRLEN], net[INET6_ADDRSTRLEN];
+	uint8_t masked[sizeof(c->addr)];
+	const char *slash = memchr(s, '/', len);
+	size_t alen = slash != NULL ? (size_t)(slash - s) : len, i;
+	unsigned long long prefix;
+	unsigned max, bits;
+	int qlen = (int)(len > CONFIG_QUOTE_MAX ? CONFIG_QUOTE_MAX : len);
+
+	memset(c, 0, sizeof(*c));
+	if (alen == 0 || alen >= sizeof(buf)) {
+		config_error(p, p->line, "%s: \"%.*s\" is not an IPv4 or IPv6 "
+		    "address", k->name, qlen, s);
+		return -1;
+	}
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+	if (inet_pton(AF_INET, buf, c->addr) == 1) {
+		c->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, c->addr) == 1) {
+		c->family = AF_INET6;
+		max = 128;
+	} else {
+		config_error(p, p->line, "%s: \"%.*s\" is not an IPv4 or IPv6 "
+		    "address", k->name, qlen, s);
+		return -1;
+	}
+	prefix = max;
+	if (slash != NULL && (config_parse_number(slash + 1, len - alen - 1,
+	    &prefix) == -1 || prefix > max)) {
+		config_error(p, p->line, "%s: \"%.*s\": the prefix length must "
+		    "be 0-%u", k->name, qlen, s, max);
+		return -1;
+	}
+	c->prefix = (uint8_t)prefix;
+	for (i = 0; i < sizeof(masked); i++) {
+		bits = prefix >= (i + 1) * 8 ? 8 : prefix > i * 8 ?
+		    (unsigned)(prefix - i * 8) : 0;
+		masked[i] = c->addr[i] & (uint8_t)(0xff00u >> bits);
+	}
+	if (memcmp(masked, c->addr, sizeof(masked)) != 0) {
+		inet_ntop(c->family, masked, net, sizeof(net));
+		config_error(p, p->line, "%s: \"%.*s\" has bits set after the "
+		    "prefix; the network is %s/%u", k->name, qlen, s, net,
+		    (unsigned)prefix);
+		return -1;
+	}
+	/* A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d, and
+	 * config_allowed() matches those as IPv4: store the entry alike. */
+	if (c->family == AF_INET6 && c->prefix >= 96 &&
+	    memcmp(c->addr, config_v4mapped, sizeof(config_v4mapped)) == 0) {
+		memmove(c->addr, c->addr + 12, 4);
+		memset(c->addr + 4, 0, 12);
+		c->family = AF_INET;
+		c->prefix -= 96;
+	}
+	return 0;
+}
+
+/* `allow`: entries separated by blanks or commas. */
+static int
+config_set_allow(struct config_parser *p, const struct config_key *k,
+    struct route *r, const char *v)
+{
+	size_t len, n = 0;
+
+	while (*(v += strspn(v, ", \t")) != '\0') {
+		len = strcspn(v, ", \t");
+		if (n == CONFIG_MAX_ALLOW) {
+			config_error(p, p->line, "%s: more than %d entries",
+			    k->name, CONFIG_MAX_ALLOW);
+			return -1;
+		}
+		if (config_parse_cidr(p, k, v, len, &r->allow[n]) == -1)
+			return -1;
+		n++;
+		v += len;
+	}
+	/* An empty list would refuse everyone or no one, depending on
+	 * the reader: neither is written down, so neither is guessed. */
+	if (n == 0) {
+		config_error(p, p->line, "%s: missing value", k->name);
+		return -1;
+	}
+	r->nallow = n;
+	return 0;
+}
+
 /* Stores value v of key k into the struct at base (a struct config for
  * [gateway], a struct route for [route]). */
 static int
@@ -886,6 +992,8 @@ config_set(struct config_parser *p, const struct config_key *k, void *base,
 		    &((struct route *)base)->nciphers, v);
 	case CONFIG_T_ALPN:
 		return config_set_alpn(p, k, slot, v);
+	case CONFIG_T_ALLOW:
+		return config_set_allow(p, k, base, v);
 	}
 	config_error(p, p->line, "%s: internal error: bad key type", k->name);
 	return -1;
@@ -1628,4 +1736,53 @@ config_match(const struct config *cfg, const struct sockaddr *addr,
 		}
 	}
 	return best;
+}
+
+/* ---- access list -------------------------------------------------- */
+
+/* 1 when the first `bits` bits of a and b are equal. */
+static int
+config_prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+	size_t whole = bits / 8;
+	uint8_t mask;
+
+	if (memcmp(a, b, whole) != 0)
+		return 0;
+	if (bits % 8 == 0)
+		return 1;
+	mask = (uint8_t)(0xff00u >> (bits % 8));
+	return ((a[whole] ^ b[whole]) & mask) == 0;
+}
+
+int
+config_allowed(const struct route *r, const struct sockaddr *peer)
+{
+	const uint8_t *a;
+	int family;
+	size_t i;
+
+	if (r->nallow == 0)
+		return 1;
+	if (peer->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)peer;
+
+		a = (const uint8_t *)&sin->sin_addr;
+		family = AF_INET;
+	} else if (peer->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)peer;
+
+		a = sin6->sin6_addr.s6_addr;
+		family = AF_INET6;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			a += 12;
+			family = AF_INET;
+		}
+	} else
+		return 0;
+	for (i = 0; i < r->nallow; i++)
+		if (r->allow[i].family == family &&
+		    config_prefix_equal(a, r->allow[i].addr, r->allow[i].prefix))
+			return 1;
+	return 0;
 }

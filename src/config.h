@@ -20,6 +20,20 @@
 /* Longest `groups` / `ciphers` list of a builtin route. */
 #define CONFIG_MAX_TLS_LIST 8
 
+/* Most entries of one route's `allow` list. */
+#define CONFIG_MAX_ALLOW 64
+
+/**
+ * One `allow` entry: the addresses whose first `prefix` bits equal those
+ * of `addr`.  An IPv4-mapped IPv6 entry (::ffff:a.b.c.d/96+n) is stored as
+ * the IPv4 entry a.b.c.d/n, so that it matches like the peers it names.
+ */
+struct config_cidr {
+	sa_family_t family;   /* AF_INET or AF_INET6 */
+	uint8_t prefix;       /* 0..32 or 0..128; host bits of addr are 0 */
+	uint8_t addr[16];     /* network order; the first 4 for AF_INET */
+};
+
 /* `tls`: which client carries a route's uplink. */
 enum config_tls {
 	CONFIG_TLS_OPENSSL = 0,  /* libssl (transport_openssl.c) */
@@ -77,6 +91,11 @@ struct route {
 	uint16_t ciphers[CONFIG_MAX_TLS_LIST];
 	size_t nciphers;
 	char *alpn;            /* protocol names, comma-separated; NULL unset */
+
+	/* `allow`: the source addresses this route serves; nallow 0 (the
+	 * key unset) serves every source. */
+	struct config_cidr allow[CONFIG_MAX_ALLOW];
+	size_t nallow;
 };
 
 /** The whole validated configuration; immutable once loaded. */
@@ -136,6 +155,15 @@ const char *config_log_level_name(int level);
 const struct route *config_match(const struct config *cfg,
     const struct sockaddr *addr, socklen_t addrlen, const char *host,
     size_t hostlen, const char *path, size_t pathlen);
+
+/**
+ * 1 when route r serves a device connecting from `peer` (a sockaddr_in or
+ * sockaddr_in6, as from accept or getpeername): r has no `allow` list, or
+ * one of its entries contains the address.  An IPv4-mapped IPv6 peer
+ * (::ffff:a.b.c.d, from a dual-stack socket) is matched as the IPv4
+ * address a.b.c.d.  0 otherwise, also for any other address family.
+ */
+int config_allowed(const struct route *r, const struct sockaddr *peer);
 
 /**
  * Name of the i-th key of the configuration table, or NULL when i is past

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -22,11 +23,20 @@
 #include "proxy.h"
 #include "service.h"
 
+/* At most one "refused by allow" line per socket in this many ms; the
+ * next line counts the ones left out. */
+#define LISTENER_REFUSED_LOG_MS 1000
+
 struct listen_sock {
 	struct listener *l;
 	struct evconnlistener *lev;
 	const struct route *route;      /* first route on this address */
 	int inherited;                  /* passed by the service manager */
+	/* "refused by allow" lines: when the last was written, and how
+	 * many refusals were not logged since. */
+	struct timespec refused_at;
+	int refused_logged;
+	unsigned long refused_quiet;
 };
 
 struct listener {
@@ -53,6 +63,9 @@ static void listener_sock_free(struct listen_sock *);
 static struct listen_sock *listener_find(struct listen_sock **, size_t,
     const struct route *);
 static void listener_unused_fds(const struct config *);
+static int listener_allowed(const struct config *, const struct route *,
+    const struct sockaddr *);
+static void listener_refused(struct listen_sock *, const struct sockaddr *);
 
 /*
  * Sockets are made here rather than by evconnlistener_new_bind() because
@@ -328,6 +341,11 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	const struct route *r = ls->route;
 
 	(void)lev;
+	if (!listener_allowed(l->cfg, r, sa)) {
+		listener_refused(ls, sa);
+		evutil_closesocket(fd);
+		return;
+	}
 	if (proxy_accept(l->px, fd, sa, (socklen_t)salen,
 	    (const struct sockaddr *)&r->listen_addr, r->listen_addrlen) == -1)
 		return;
@@ -339,6 +357,60 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		    l->cfg->max_clients);
 		listener_enable(l, 0);
 	}
+}
+
+/*
+ * The route is known only once the request head is parsed, so before
+ * reading anything the source must be allowed by at least one route on
+ * r's address; the route finally chosen checks its own list again (403).
+ */
+static int
+listener_allowed(const struct config *cfg, const struct route *r,
+    const struct sockaddr *peer)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nroutes; i++)
+		if (proxy_addr_equal((const struct sockaddr *)
+		    &cfg->routes[i].listen_addr,
+		    (const struct sockaddr *)&r->listen_addr) &&
+		    config_allowed(&cfg->routes[i], peer))
+			return 1;
+	return 0;
+}
+
+/* One line per LISTENER_REFUSED_LOG_MS at most: a refused source that
+ * keeps reconnecting must not flood the log. */
+static void
+listener_refused(struct listen_sock *ls, const struct sockaddr *peer)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	struct timespec now;
+	long long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)(now.tv_sec - ls->refused_at.tv_sec) * 1000 +
+	    (now.tv_nsec - ls->refused_at.tv_nsec) / 1000000;
+	if (ls->refused_logged && ms < LISTENER_REFUSED_LOG_MS) {
+		ls->refused_quiet++;
+		return;
+	}
+	if (peer->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)
+		    peer)->sin_addr, host, sizeof(host));
+	else if (peer->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)
+		    (const void *)peer)->sin6_addr, host, sizeof(host));
+	if (ls->refused_quiet > 0)
+		log_warnx("listen %s: connection from %s refused by allow "
+		    "(and %lu more not logged)", ls->route->listen, host,
+		    ls->refused_quiet);
+	else
+		log_warnx("listen %s: connection from %s refused by allow",
+		    ls->route->listen, host);
+	ls->refused_at = now;
+	ls->refused_logged = 1;
+	ls->refused_quiet = 0;
 }
 
 static void

@@ -150,6 +150,7 @@ static void session_timer(evutil_socket_t, short, void *);
 static void session_flush_close(struct session *);
 static void session_linger(struct session *);
 static void session_parse_head(struct session *);
+static int session_allowed(const struct session *);
 static void session_error(struct session *, int, const char *, int);
 static void session_start_upstream(struct session *);
 static void session_connected(struct upconn *, const char *, void *);
@@ -1008,6 +1009,23 @@ session_release_upstream(struct session *s, int reuse)
 	s->se_out = NULL;
 }
 
+/* 1 when s->route's `allow` list admits the device.  The address is
+ * asked of the socket only for a route that has a list, so that an idle
+ * session does not carry it. */
+static int
+session_allowed(const struct session *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (s->route->nallow == 0)
+		return 1;
+	if (getpeername(bufferevent_getfd(s->se_in), (struct sockaddr *)&ss,
+	    &len) == -1)
+		return 0;
+	return config_allowed(s->route, (const struct sockaddr *)&ss);
+}
+
 static void
 session_parse_head(struct session *s)
 {
@@ -1080,6 +1098,14 @@ session_parse_head(struct session *s)
 		    (req.framing == HTTP1_BODY_LENGTH &&
 		    s->cfg->max_body_size != 0 &&
 		    req.content_length > s->cfg->max_body_size));
+		return;
+	}
+	if (!session_allowed(s)) {
+		/* The listener let the source in for another route on this
+		 * address; this one does not serve it.  Nothing of the body
+		 * is read, so the connection cannot go on. */
+		evbuffer_drain(in, (size_t)rc);
+		session_error(s, 403, "source address not allowed", 1);
 		return;
 	}
 	if (req.framing == HTTP1_BODY_LENGTH && s->cfg->max_body_size != 0 &&

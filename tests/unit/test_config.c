@@ -435,6 +435,185 @@ test_routing(void **state)
 }
 
 static void
+test_allow_parse(void **state)
+{
+	struct config *cfg;
+	const struct route *r;
+	char *text;
+	size_t i, n;
+	static const uint8_t net6[16] = { 0xfd };
+
+	(void)state;
+	cfg = expect_ok(ROUTE);
+	assert_int_equal(cfg->routes[0].nallow, 0);
+	config_unref(cfg);
+
+	cfg = expect_ok(ROUTE "allow = 192.168.1.0/24 10.0.0.5, fd00::/8 ::1 "
+	    "0.0.0.0/0 ::ffff:10.1.0.0/112\n");
+	r = &cfg->routes[0];
+	assert_int_equal(r->nallow, 6);
+	assert_int_equal(r->allow[0].family, AF_INET);
+	assert_int_equal(r->allow[0].prefix, 24);
+	assert_memory_equal(r->allow[0].addr, "\xc0\xa8\x01\x00", 4);
+	assert_int_equal(r->allow[1].family, AF_INET);
+	assert_int_equal(r->allow[1].prefix, 32);
+	assert_memory_equal(r->allow[1].addr, "\x0a\x00\x00\x05", 4);
+	assert_int_equal(r->allow[2].family, AF_INET6);
+	assert_int_equal(r->allow[2].prefix, 8);
+	assert_memory_equal(r->allow[2].addr, net6, 16);
+	assert_int_equal(r->allow[3].family, AF_INET6);
+	assert_int_equal(r->allow[3].prefix, 128);
+	assert_int_equal(r->allow[4].prefix, 0);
+	/* an IPv4-mapped entry is kept as IPv4 */
+	assert_int_equal(r->allow[5].family, AF_INET);
+	assert_int_equal(r->allow[5].prefix, 16);
+	assert_memory_equal(r->allow[5].addr, "\x0a\x01\x00\x00", 4);
+	config_unref(cfg);
+
+	expect_error(ROUTE "allow =\n", NAME ":4: allow: missing value");
+	expect_error(ROUTE "allow = , ,\n", NAME ":4: allow: missing value");
+	expect_error(ROUTE "allow = 10.0.0.0/8\nallow = ::1\n",
+	    NAME ":5: duplicate key \"allow\"");
+	expect_error(ROUTE "allow = 10.0.0.256\n", NAME ":4: allow: "
+	    "\"10.0.0.256\" is not an IPv4 or IPv6 address");
+	expect_error(ROUTE "allow = 10.0.0.1 lan.example\n", NAME ":4: allow: "
+	    "\"lan.example\" is not an IPv4 or IPv6 address");
+	expect_error(ROUTE "allow = [::1]\n", NAME ":4: allow: "
+	    "\"[::1]\" is not an IPv4 or IPv6 address");
+	expect_error(ROUTE "allow = /8\n", NAME ":4: allow: "
+	    "\"/8\" is not an IPv4 or IPv6 address");
+	expect_error(ROUTE "allow = 10.0.0.0/33\n", NAME ":4: allow: "
+	    "\"10.0.0.0/33\": the prefix length must be 0-32");
+	expect_error(ROUTE "allow = ::/129\n", NAME ":4: allow: "
+	    "\"::/129\": the prefix length must be 0-128");
+	expect_error(ROUTE "allow = 10.0.0.0/\n", NAME ":4: allow: "
+	    "\"10.0.0.0/\": the prefix length must be 0-32");
+	expect_error(ROUTE "allow = 10.0.0.0/-8\n", NAME ":4: allow: "
+	    "\"10.0.0.0/-8\": the prefix length must be 0-32");
+	expect_error(ROUTE "allow = 10.0.0.0/8/8\n", NAME ":4: allow: "
+	    "\"10.0.0.0/8/8\": the prefix length must be 0-32");
+	expect_error(ROUTE "allow = 192.168.1.1/24\n", NAME ":4: allow: "
+	    "\"192.168.1.1/24\" has bits set after the prefix; the network "
+	    "is 192.168.1.0/24");
+	expect_error(ROUTE "allow = 10.0.0.1/0\n", NAME ":4: allow: "
+	    "\"10.0.0.1/0\" has bits set after the prefix; the network is "
+	    "0.0.0.0/0");
+	expect_error(ROUTE "allow = fd00::1/64\n", NAME ":4: allow: "
+	    "\"fd00::1/64\" has bits set after the prefix; the network is "
+	    "fd00::/64");
+	expect_error(ROUTE "allow = 10.0.0.128/25 10.0.0.64/25\n", NAME ":4: "
+	    "allow: \"10.0.0.64/25\" has bits set after the prefix; the "
+	    "network is 10.0.0.0/25");
+
+	/* CONFIG_MAX_ALLOW entries are fine, one more is not. */
+	for (n = CONFIG_MAX_ALLOW; n <= CONFIG_MAX_ALLOW + 1; n++) {
+		text = malloc(strlen(ROUTE) + 16 + n * 16);
+		assert_non_null(text);
+		strcpy(text, ROUTE "allow =");
+		for (i = 0; i < n; i++)
+			sprintf(text + strlen(text), " 10.0.%zu.0/24", i);
+		strcat(text, "\n");
+		if (n == CONFIG_MAX_ALLOW) {
+			cfg = expect_ok(text);
+			assert_int_equal(cfg->routes[0].nallow, CONFIG_MAX_ALLOW);
+			config_unref(cfg);
+		} else
+			expect_error(text, NAME ":4: allow: more than 64 "
+			    "entries");
+		free(text);
+	}
+}
+
+static int
+allowed4(const struct route *r, const char *ip)
+{
+	struct sockaddr_in a;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons(40000);
+	assert_int_equal(inet_pton(AF_INET, ip, &a.sin_addr), 1);
+	return config_allowed(r, (struct sockaddr *)&a);
+}
+
+static int
+allowed6(const struct route *r, const char *ip)
+{
+	struct sockaddr_in6 a;
+
+	memset(&a, 0, sizeof(a));
+	a.sin6_family = AF_INET6;
+	a.sin6_port = htons(40000);
+	assert_int_equal(inet_pton(AF_INET6, ip, &a.sin6_addr), 1);
+	return config_allowed(r, (struct sockaddr *)&a);
+}
+
+static void
+test_allow_match(void **state)
+{
+	struct config *cfg;
+	const struct route *r;
+	struct sockaddr other;
+
+	(void)state;
+	cfg = expect_ok(
+	    "[route open]\nlisten = 127.0.0.1:8080\nupstream = a.example\n"
+	    "[route lan]\nlisten = 127.0.0.1:8081\nupstream = a.example\n"
+	    "allow = 192.168.1.0/24 10.0.0.5/32 172.16.0.0/12 fd00::/8 ::1/128 "
+	    "2001:db8::/33\n"
+	    "[route all4]\nlisten = 127.0.0.1:8082\nupstream = a.example\n"
+	    "allow = 0.0.0.0/0\n"
+	    "[route all6]\nlisten = 127.0.0.1:8083\nupstream = a.example\n"
+	    "allow = ::/0\n");
+
+	r = config_route(cfg, "open");
+	assert_true(allowed4(r, "203.0.113.9"));
+	assert_true(allowed6(r, "2001:db8::1"));
+
+	r = config_route(cfg, "lan");
+	assert_true(allowed4(r, "192.168.1.0"));
+	assert_true(allowed4(r, "192.168.1.255"));
+	assert_false(allowed4(r, "192.168.2.1"));
+	assert_false(allowed4(r, "192.168.0.255"));
+	/* /32: that host only */
+	assert_true(allowed4(r, "10.0.0.5"));
+	assert_false(allowed4(r, "10.0.0.4"));
+	assert_false(allowed4(r, "10.0.0.6"));
+	/* a prefix that is not a multiple of 8 */
+	assert_true(allowed4(r, "172.31.255.255"));
+	assert_false(allowed4(r, "172.32.0.0"));
+	assert_false(allowed4(r, "172.15.255.255"));
+	assert_true(allowed6(r, "2001:db8:7fff::1"));
+	assert_false(allowed6(r, "2001:db8:8000::1"));
+	/* IPv6, /8 and /128 */
+	assert_true(allowed6(r, "fd12:3456::1"));
+	assert_false(allowed6(r, "fe80::1"));
+	assert_true(allowed6(r, "::1"));
+	assert_false(allowed6(r, "::2"));
+	/* IPv4-mapped peers match the IPv4 entries, and only those */
+	assert_true(allowed6(r, "::ffff:192.168.1.7"));
+	assert_true(allowed6(r, "::ffff:10.0.0.5"));
+	assert_false(allowed6(r, "::ffff:10.0.0.6"));
+	/* a family never crosses over: ::c0a8:107 is not 192.168.1.7 */
+	assert_false(allowed6(r, "::192.168.1.7"));
+	memset(&other, 0, sizeof(other));
+	other.sa_family = AF_UNIX;
+	assert_false(config_allowed(r, &other));
+
+	/* /0 admits its whole family and nothing else */
+	r = config_route(cfg, "all4");
+	assert_true(allowed4(r, "0.0.0.0"));
+	assert_true(allowed4(r, "255.255.255.255"));
+	assert_true(allowed6(r, "::ffff:1.2.3.4"));
+	assert_false(allowed6(r, "::1"));
+	r = config_route(cfg, "all6");
+	assert_true(allowed6(r, "2001:db8::1"));
+	assert_true(allowed6(r, "::"));
+	assert_false(allowed4(r, "10.0.0.1"));
+	config_unref(cfg);
+}
+
+static void
 test_syntax(void **state)
 {
 	struct config *cfg;
@@ -825,7 +1004,7 @@ test_manual_has_every_key(void **state)
 			fail_msg("docs/tlsgate.conf.5 lacks key %s of [%s]",
 			    name, section);
 	}
-	assert_int_equal(i, 27);
+	assert_int_equal(i, 28);
 	free(man);
 }
 
@@ -841,6 +1020,8 @@ main(void)
 		cmocka_unit_test(test_upstream_forms),
 		cmocka_unit_test(test_match_keys),
 		cmocka_unit_test(test_routing),
+		cmocka_unit_test(test_allow_parse),
+		cmocka_unit_test(test_allow_match),
 		cmocka_unit_test(test_syntax),
 		cmocka_unit_test(test_sections),
 		cmocka_unit_test(test_continuation),
