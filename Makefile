@@ -13,7 +13,7 @@ SAN         ?=
 OPT         ?= -O2
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-CPPFLAGS_ALL = -Isrc -D_GNU_SOURCE -DTLSGATE_VERSION='"$(VERSION)"' \
+CPPFLAGS_ALL = -Isrc -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DTLSGATE_VERSION='"$(VERSION)"' \
 	       $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 CFLAGS_ALL   = -std=c11 $(OPT) -g $(WARN) $(SAN) $(CFLAGS)
 LIBS         = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
@@ -66,7 +66,7 @@ FUZZ_FLAGS := -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined \
 	      -fno-sanitize-recover=undefined -DFUZZING
 build-fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS_ALL) $(FUZZ_FLAGS:-fsanitize=fuzzer%=-fsanitize=fuzzer-no-link%) -c -o $@ $<
+	$(FUZZ_CC) $(CPPFLAGS_ALL) $(FUZZ_FLAGS:-fsanitize=fuzzer%=-fsanitize=fuzzer-no-link%) -MMD -MP -c -o $@ $<
 build-fuzz/%: build-fuzz/obj/tests/fuzz/%.o $(CORE_SRCS:%.c=build-fuzz/obj/%.o) $(TLS13_SRCS:%.c=build-fuzz/obj/%.o)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 
@@ -101,7 +101,7 @@ asan: deps
 clean:
 	rm -rf build build-asan build-fuzz tlsgate tlsgate-probe
 
--include $(shell find $(O)/src $(O)/tools $(O)/tests -name '*.d' -type f 2>/dev/null)
+-include $(shell find $(O)/src $(O)/tools $(O)/tests build-fuzz/obj -name '*.d' -type f 2>/dev/null)
 
 # Further targets (packaging, benchmarks) live in their own fragments.
 -include $(wildcard mk/*.mk)
