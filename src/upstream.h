@@ -21,8 +21,14 @@ struct transport_ops;
  * so that a reused connection has rarely been closed by the other end.
  */
 #define UPSTREAM_IDLE_TIMEOUT 30
-/* Idle connections kept per route; more are closed when released. */
-#define UPSTREAM_POOL_MAX 16
+/*
+ * Idle connections kept per route; more are closed when released.  It must
+ * exceed the number of device requests a route has in flight at once, or
+ * every burst closes connections that the next burst opens again with a
+ * handshake (measured: 190 handshakes per 1,000 requests with 32 devices
+ * and a bound of 16).  Surplus connections go at UPSTREAM_IDLE_TIMEOUT.
+ */
+#define UPSTREAM_POOL_MAX 128
 /* Longest reason string given to callbacks (and the access log). */
 #define UPSTREAM_ERRLEN 160
 

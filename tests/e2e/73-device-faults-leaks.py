@@ -29,7 +29,7 @@ import lib  # noqa: E402
 from lib import *  # noqa: E402,F403
 from _faults import fd_kinds, rss_kb  # noqa: E402
 
-POOL_MAX = 16           # UPSTREAM_POOL_MAX in src/upstream.h
+POOL_MAX = 128          # UPSTREAM_POOL_MAX in src/upstream.h
 TOTAL = 10000
 THREADS = 8
 BIG = 256 * 1024

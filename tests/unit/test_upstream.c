@@ -29,7 +29,7 @@
 #include "transport.h"
 #include "upstream.h"
 
-#define MAX_SERVER_CONNS 64
+#define MAX_SERVER_CONNS (UPSTREAM_POOL_MAX + 16)
 
 struct world {
 	struct event_base *base;
