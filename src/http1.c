@@ -635,7 +635,7 @@ request_line(struct http1_str line, int complete, struct http1_request *req)
 		return -505;
 	req->minor = v;
 
-	/* The gateway is not a tunnel: CONNECT is not implemented (§3.2.3). */
+	/* The gateway is not a tunnel: CONNECT gets 501 (§3.2.3). */
 	if (req->method.len == 7 && memcmp(req->method.p, "CONNECT", 7) == 0)
 		return -501;
 	if (req->target.p[0] == '/') {
