@@ -475,29 +475,42 @@ out:
 	return rc;
 }
 
+/*
+ * Splits `v` into a host and an optional port, reporting a bad one on the
+ * key's line.  *port is left alone when `v` names none.
+ */
 static int
-config_set_upstream(struct config_parser *p, const struct config_key *k,
-    struct route *r, const char *v)
+config_parse_hostport(struct config_parser *p, const struct config_key *k,
+    const char *v, const char **host, size_t *hostlen, uint16_t *port)
 {
-	const char *host, *portstr, *why;
-	size_t hostlen;
-	uint16_t port = 443;
+	const char *portstr, *why;
 	int v6;
 
-	if (config_split_hostport(v, &host, &hostlen, &v6, &portstr,
+	if (config_split_hostport(v, host, hostlen, &v6, &portstr,
 	    &why) == -1) {
 		config_error(p, p->line, "%s: \"%.*s\": %s", k->name,
 		    CONFIG_QUOTE_MAX, v, why);
 		return -1;
 	}
-	/* RFC 9110 §4.2.2: https defaults to port 443. */
 	if (portstr != NULL && config_parse_port(portstr, strlen(portstr),
-	    &port) == -1) {
+	    port) == -1) {
 		config_error(p, p->line, "%s: \"%.*s\" is not a port of "
 		    "1-65535", k->name, CONFIG_QUOTE_MAX, portstr);
 		return -1;
 	}
-	if (config_set_string(p, &r->upstream_host, host, hostlen) == -1)
+	return 0;
+}
+
+static int
+config_set_upstream(struct config_parser *p, const struct config_key *k,
+    struct route *r, const char *v)
+{
+	const char *host;
+	size_t hostlen;
+	uint16_t port = 443;  /* RFC 9110 §4.2.2: https defaults to 443. */
+
+	if (config_parse_hostport(p, k, v, &host, &hostlen, &port) == -1 ||
+	    config_set_string(p, &r->upstream_host, host, hostlen) == -1)
 		return -1;
 	r->upstream_port = port;
 	return 0;
@@ -508,23 +521,12 @@ static int
 config_set_authority(struct config_parser *p, const struct config_key *k,
     char **slot, const char *v)
 {
-	const char *host, *portstr, *why;
+	const char *host;
 	size_t hostlen;
 	uint16_t port;
-	int v6;
 
-	if (config_split_hostport(v, &host, &hostlen, &v6, &portstr,
-	    &why) == -1) {
-		config_error(p, p->line, "%s: \"%.*s\": %s", k->name,
-		    CONFIG_QUOTE_MAX, v, why);
+	if (config_parse_hostport(p, k, v, &host, &hostlen, &port) == -1)
 		return -1;
-	}
-	if (portstr != NULL && config_parse_port(portstr, strlen(portstr),
-	    &port) == -1) {
-		config_error(p, p->line, "%s: \"%.*s\" is not a port of "
-		    "1-65535", k->name, CONFIG_QUOTE_MAX, portstr);
-		return -1;
-	}
 	return config_set_string(p, slot, v, strlen(v));
 }
 
