@@ -104,31 +104,7 @@ class Notifier:
             pass
 
 
-def listen_inodes(pid):
-    """{port: inode} of the listening TCP sockets process pid holds."""
-    inodes = set()
-    try:
-        for fd in os.listdir("/proc/%d/fd" % pid):
-            try:
-                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
-    except OSError:
-        return {}
-    out = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for ln in f:
-                    fields = ln.split()
-                    if fields[3] == "0A" and fields[9] in inodes:
-                        out[int(fields[1].rsplit(":", 1)[1], 16)] = fields[9]
-        except (OSError, StopIteration, IndexError):
-            pass
-    return out
+listen_inodes = lib.listen_inodes
 
 
 def tcp_refused(port, host="127.0.0.1"):

@@ -722,9 +722,9 @@ def is_sanitized(binary=None):
                                    b"AddressSanitizer"))
 
 
-def listening_ports(pid):
-    """TCP ports on which process pid holds a listening socket (from
-    /proc/PID/fd and /proc/net/tcp{,6})."""
+def listen_inodes(pid):
+    """{port: socket inode} of the listening TCP sockets process pid holds
+    (from /proc/PID/fd and /proc/net/tcp{,6})."""
     inodes = set()
     try:
         for fd in os.listdir("/proc/%d/fd" % pid):
@@ -735,8 +735,8 @@ def listening_ports(pid):
             if link.startswith("socket:["):
                 inodes.add(link[8:-1])
     except OSError:
-        return set()
-    ports = set()
+        return {}
+    out = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -744,10 +744,15 @@ def listening_ports(pid):
                 for ln in f:
                     fields = ln.split()
                     if fields[3] == "0A" and fields[9] in inodes:
-                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+                        out[int(fields[1].rsplit(":", 1)[1], 16)] = fields[9]
         except (OSError, StopIteration, IndexError):
             pass
-    return ports
+    return out
+
+
+def listening_ports(pid):
+    """TCP ports on which process pid holds a listening socket."""
+    return set(listen_inodes(pid))
 
 
 # Transport for every route that does not choose one (tls = ...).
