@@ -27,6 +27,8 @@
 #include <sys/stat.h>
 
 #include <ini.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "config.h"
 
@@ -38,6 +40,17 @@
 /* Longest piece of user text quoted back in a message. */
 #define CONFIG_QUOTE_MAX 64
 #define CONFIG_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+/* spool_dir of an offline route that sets none: this plus its name.  The
+ * packaged unit's StateDirectory= makes /var/lib/tlsgate writable. */
+#define CONFIG_DEFAULT_SPOOL_PARENT "/var/lib/tlsgate/spool"
+/* Longest `spool_dir`. */
+#define CONFIG_MAX_SPOOL_DIR 1024
+/* Longest `set_header` line value and `health_check` path. */
+#define CONFIG_MAX_FIELD 1024
+/* Longest header field name in `set_header` / `remove_header`. */
+#define CONFIG_MAX_FIELD_NAME 64
+/* Longest `health_check` method. */
+#define CONFIG_MAX_METHOD 16
 
 enum config_section {
 	CONFIG_SEC_NONE = 0,
@@ -65,6 +78,22 @@ enum config_type {
 	CONFIG_T_CIPHERS,     /* route: ciphers, nciphers */
 	CONFIG_T_ALPN,        /* char *: protocol names */
 	CONFIG_T_ALLOW,       /* route: allow, nallow */
+	CONFIG_T_METRICS,     /* char *: numeric IP:PORT */
+	CONFIG_T_HEALTH,      /* route: health_method, health_path */
+	CONFIG_T_SET_HEADER,  /* route: set_headers, nset_headers */
+	CONFIG_T_REMOVE_HEADER, /* route: remove_headers, nremove_headers */
+	CONFIG_T_CREDENTIALS, /* route: credentials_file, credentials_basic */
+	CONFIG_T_DIR,         /* char *: an existing, searchable directory */
+	CONFIG_T_SPOOL_DIR,   /* char *: an absolute path, created on use */
+};
+
+/* What a key needs from other keys of its route to make sense. */
+enum config_needs {
+	CONFIG_NEEDS_NONE = 0,
+	CONFIG_NEEDS_BUILTIN,     /* tls = builtin */
+	CONFIG_NEEDS_OFFLINE,     /* offline_queue = yes */
+	CONFIG_NEEDS_HEALTH,      /* health_check */
+	CONFIG_NEEDS_N
 };
 
 /* One configuration key.  `def` is the default as it would be written in
@@ -78,15 +107,23 @@ struct config_key {
 	long long max;
 	const char *def;
 	size_t offset;
-	int builtin;          /* only for routes with tls = builtin */
+	enum config_needs needs;
+	int repeat;           /* may be given several times in a section */
 };
 
 #define GW(n, t, lo, hi, d, f) \
-	{ CONFIG_SEC_GATEWAY, n, t, lo, hi, d, offsetof(struct config, f), 0 }
+	{ CONFIG_SEC_GATEWAY, n, t, lo, hi, d, offsetof(struct config, f), \
+	  CONFIG_NEEDS_NONE, 0 }
 #define RT(n, t, lo, hi, d, f) \
-	{ CONFIG_SEC_ROUTE, n, t, lo, hi, d, offsetof(struct route, f), 0 }
-#define RTB(n, t, lo, hi, d, f) \
-	{ CONFIG_SEC_ROUTE, n, t, lo, hi, d, offsetof(struct route, f), 1 }
+	{ CONFIG_SEC_ROUTE, n, t, lo, hi, d, offsetof(struct route, f), \
+	  CONFIG_NEEDS_NONE, 0 }
+#define RTN(n, t, lo, hi, d, f, needs) \
+	{ CONFIG_SEC_ROUTE, n, t, lo, hi, d, offsetof(struct route, f), \
+	  needs, 0 }
+#define RTB(n, t, lo, hi, d, f) RTN(n, t, lo, hi, d, f, CONFIG_NEEDS_BUILTIN)
+#define RTR(n, t, f) \
+	{ CONFIG_SEC_ROUTE, n, t, 0, 0, NULL, offsetof(struct route, f), \
+	  CONFIG_NEEDS_NONE, 1 }
 
 static const struct config_key config_table[] = {
 	GW("log_level", CONFIG_T_LOG_LEVEL, 0, 0, "info", log_level),
@@ -99,6 +136,7 @@ static const struct config_key config_table[] = {
 	    max_body_size),
 	GW("shutdown_timeout", CONFIG_T_INT, 0, 86400, "30",
 	    shutdown_timeout),
+	GW("metrics_listen", CONFIG_T_METRICS, 0, 0, NULL, metrics_listen),
 
 	RT("listen", CONFIG_T_LISTEN, 0, 0, NULL, listen),
 	RT("upstream", CONFIG_T_UPSTREAM, 0, 0, NULL, upstream_host),
@@ -114,6 +152,26 @@ static const struct config_key config_table[] = {
 	RT("match_host", CONFIG_T_MATCH_HOST, 0, 0, NULL, match_host),
 	RT("match_path", CONFIG_T_MATCH_PATH, 0, 0, NULL, match_path),
 	RT("allow", CONFIG_T_ALLOW, 0, 0, NULL, allow),
+	RT("health_check", CONFIG_T_HEALTH, 0, 0, NULL, health_method),
+	RT("health_interval", CONFIG_T_INT, 1, 3600, "5", health_interval),
+	RTN("health_timeout", CONFIG_T_INT, 1, 3600, "2", health_timeout,
+	    CONFIG_NEEDS_HEALTH),
+	RTN("health_rise", CONFIG_T_INT, 1, 100, "2", health_rise,
+	    CONFIG_NEEDS_HEALTH),
+	RT("health_fall", CONFIG_T_INT, 1, 100, "3", health_fall),
+	RTR("set_header", CONFIG_T_SET_HEADER, set_headers),
+	RTR("remove_header", CONFIG_T_REMOVE_HEADER, remove_headers),
+	RT("credentials_file", CONFIG_T_CREDENTIALS, 0, 0, NULL,
+	    credentials_file),
+	RT("device_credentials_dir", CONFIG_T_DIR, 0, 0, NULL,
+	    device_credentials_dir),
+	RT("offline_queue", CONFIG_T_BOOL, 0, 1, "no", offline_queue),
+	RTN("spool_dir", CONFIG_T_SPOOL_DIR, 0, 0, NULL, spool_dir,
+	    CONFIG_NEEDS_OFFLINE),
+	RTN("spool_max_bytes", CONFIG_T_SIZE, 65536, 1LL << 40, "64m",
+	    spool_max_bytes, CONFIG_NEEDS_OFFLINE),
+	RTN("spool_rate", CONFIG_T_INT, 1, 10000, "20", spool_rate,
+	    CONFIG_NEEDS_OFFLINE),
 	RT("tls", CONFIG_T_TLS, 0, 0, "openssl", tls),
 	/* RFC 6066 §4: 2^9..2^12 only. */
 	RTB("max_fragment", CONFIG_T_FRAGMENT, 0, 0, "0", max_fragment),
@@ -172,12 +230,12 @@ struct config_parser {
 	enum config_section section;
 	size_t route;            /* index of the current route */
 	int gateway_line;        /* 0 until [gateway] is seen */
-	uint32_t gateway_seen;   /* bit i: config_table[i] was set */
-	uint32_t route_seen[CONFIG_MAX_ROUTES];
-	/* First builtin-only key of each route, checked against its `tls`
-	 * once the whole section is read. */
-	int builtin_line[CONFIG_MAX_ROUTES];
-	const char *builtin_key[CONFIG_MAX_ROUTES];
+	uint64_t gateway_seen;   /* bit i: config_table[i] was set */
+	uint64_t route_seen[CONFIG_MAX_ROUTES];
+	/* First key of each route that needs another key (indexed by enum
+	 * config_needs), checked once the whole section is read. */
+	int needs_line[CONFIG_MAX_ROUTES][CONFIG_NEEDS_N];
+	const char *needs_key[CONFIG_MAX_ROUTES][CONFIG_NEEDS_N];
 
 	char *err;
 	size_t errlen;
@@ -185,8 +243,8 @@ struct config_parser {
 };
 
 /* Bits of gateway_seen / route_seen. */
-_Static_assert(sizeof(config_table) / sizeof(config_table[0]) <= 32,
-    "config_table has more keys than a uint32_t has bits");
+_Static_assert(sizeof(config_table) / sizeof(config_table[0]) <= 64,
+    "config_table has more keys than a uint64_t has bits");
 
 /* Records the first error only: later ones are consequences. */
 static void __attribute__((format(printf, 3, 4)))
@@ -501,19 +559,59 @@ config_parse_hostport(struct config_parser *p, const struct config_key *k,
 	return 0;
 }
 
+/* `upstream`: one or more HOST[:PORT], separated by blanks or commas. */
 static int
 config_set_upstream(struct config_parser *p, const struct config_key *k,
     struct route *r, const char *v)
 {
+	char tok[CONFIG_MAX_DNS_NAME + sizeof("[]:65535")];
 	const char *host;
-	size_t hostlen;
-	uint16_t port = 443;  /* RFC 9110 §4.2.2: https defaults to 443. */
+	size_t i, len, hostlen, n = 0;
+	uint16_t port;
 
-	if (config_parse_hostport(p, k, v, &host, &hostlen, &port) == -1 ||
-	    config_set_string(p, &r->upstream_host, host, hostlen) == -1)
+	while (*(v += strspn(v, ", \t")) != '\0') {
+		len = strcspn(v, ", \t");
+		if (n == CONFIG_MAX_SERVERS) {
+			config_error(p, p->line, "%s: more than %d servers",
+			    k->name, CONFIG_MAX_SERVERS);
+			return -1;
+		}
+		if (len >= sizeof(tok)) {
+			config_error(p, p->line, "%s: \"%.*s...\" is too long "
+			    "for a HOST:PORT", k->name, CONFIG_QUOTE_MAX, v);
+			return -1;
+		}
+		memcpy(tok, v, len);
+		tok[len] = '\0';
+		port = 443;  /* RFC 9110 §4.2.2: https defaults to 443. */
+		if (config_parse_hostport(p, k, tok, &host, &hostlen,
+		    &port) == -1)
+			return -1;
+		for (i = 0; i < n; i++) {
+			if (r->servers[i].port == port &&
+			    strlen(r->servers[i].host) == hostlen &&
+			    strncasecmp(r->servers[i].host, host,
+			    hostlen) == 0) {
+				config_error(p, p->line, "%s: \"%s\" is listed "
+				    "twice", k->name, tok);
+				return -1;
+			}
+		}
+		if (config_set_string(p, &r->servers[n].host, host,
+		    hostlen) == -1)
+			return -1;
+		r->servers[n].port = port;
+		n++;
+		v += len;
+	}
+	if (n == 0) {
+		config_error(p, p->line, "%s: missing value", k->name);
 		return -1;
-	r->upstream_port = port;
-	return 0;
+	}
+	r->nservers = n;
+	r->upstream_port = r->servers[0].port;
+	return config_set_string(p, &r->upstream_host, r->servers[0].host,
+	    strlen(r->servers[0].host));
 }
 
 /* RFC 9110 §7.2: Host = uri-host [ ":" port ]. */
@@ -922,6 +1020,368 @@ config_set_allow(struct config_parser *p, const struct config_key *k,
 	return 0;
 }
 
+/* `metrics_listen`: a numeric IPv4 address or [IPv6], and a port; a
+ * name would make start-up depend on DNS, as for `listen`. */
+static int
+config_set_metrics(struct config_parser *p, const struct config_key *k,
+    char **slot, const char *v)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	char buf[INET6_ADDRSTRLEN];
+	const char *host, *portstr, *why;
+	size_t hostlen;
+	uint16_t port;
+	int v6, ok;
+
+	if (config_split_hostport(v, &host, &hostlen, &v6, &portstr,
+	    &why) == -1) {
+		config_error(p, p->line, "%s: \"%.*s\": %s", k->name,
+		    CONFIG_QUOTE_MAX, v, why);
+		return -1;
+	}
+	if (portstr == NULL || config_parse_port(portstr, strlen(portstr),
+	    &port) == -1) {
+		config_error(p, p->line, "%s: \"%.*s\" needs a port of 1-65535 "
+		    "after the address", k->name, CONFIG_QUOTE_MAX, v);
+		return -1;
+	}
+	ok = hostlen > 0 && hostlen < sizeof(buf);
+	if (ok) {
+		memcpy(buf, host, hostlen);
+		buf[hostlen] = '\0';
+		ok = v6 ? inet_pton(AF_INET6, buf, &a6) == 1 :
+		    inet_pton(AF_INET, buf, &a4) == 1;
+	}
+	if (!ok) {
+		config_error(p, p->line, "%s: \"%.*s\" is not a numeric IP "
+		    "address and port", k->name, CONFIG_QUOTE_MAX, v);
+		return -1;
+	}
+	return config_set_string(p, slot, v, strlen(v));
+}
+
+/* RFC 9110 §5.6.2: tchar. */
+static int
+config_is_tchar(int c)
+{
+	return c > 0x20 && c < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", c) == NULL;
+}
+
+static int
+config_valid_token(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!config_is_tchar((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+/* `health_check = METHOD /path`. */
+static int
+config_set_health(struct config_parser *p, const struct config_key *k,
+    struct route *r, const char *v)
+{
+	size_t mlen = strcspn(v, " \t"), i;
+	const char *path = v + mlen;
+
+	path += strspn(path, " \t");
+	if (!config_valid_token(v, mlen) || mlen > CONFIG_MAX_METHOD) {
+		config_error(p, p->line, "%s: \"%.*s\" does not start with a "
+		    "method such as GET", k->name, CONFIG_QUOTE_MAX, v);
+		return -1;
+	}
+	if (path[0] != '/' || strlen(path) > CONFIG_MAX_FIELD) {
+		config_error(p, p->line, "%s: \"%.*s\": write METHOD /PATH",
+		    k->name, CONFIG_QUOTE_MAX, v);
+		return -1;
+	}
+	/* RFC 9112 §3.2: the request-target holds no white space or
+	 * control characters. */
+	for (i = 0; path[i] != '\0'; i++) {
+		if ((unsigned char)path[i] <= 0x20 ||
+		    (unsigned char)path[i] >= 0x7f || path[i] == '#') {
+			config_error(p, p->line, "%s: the path \"%.*s\" holds "
+			    "white space, '#' or a control character",
+			    k->name, CONFIG_QUOTE_MAX, path);
+			return -1;
+		}
+	}
+	if (config_set_string(p, &r->health_method, v, mlen) == -1)
+		return -1;
+	return config_set_string(p, &r->health_path, path, strlen(path));
+}
+
+/*
+ * Fields a header rule may not touch: the gateway sets them itself
+ * (Host from `host`, framing per hop, RFC 9112 §6.1 and §7) or they are
+ * hop-by-hop (RFC 9110 §7.6.1).  Authorization has its own keys but may
+ * be set or removed by a rule too.
+ */
+static const char *const config_reserved_fields[] = {
+	"host", "content-length", "transfer-encoding", "connection", "te",
+	"upgrade", "keep-alive", "proxy-connection", "trailer",
+};
+
+static int
+config_check_field_name(struct config_parser *p, const struct config_key *k,
+    const char *name, size_t len)
+{
+	size_t i;
+
+	if (!config_valid_token(name, len) || len > CONFIG_MAX_FIELD_NAME) {
+		config_error(p, p->line, "%s: \"%.*s\" is not a header field "
+		    "name", k->name, (int)(len > CONFIG_QUOTE_MAX ?
+		    CONFIG_QUOTE_MAX : len), name);
+		return -1;
+	}
+	for (i = 0; i < sizeof(config_reserved_fields) /
+	    sizeof(config_reserved_fields[0]); i++) {
+		if (strlen(config_reserved_fields[i]) == len &&
+		    strncasecmp(config_reserved_fields[i], name, len) == 0) {
+			config_error(p, p->line, "%s: %.*s is set by the "
+			    "gateway itself and cannot be changed here",
+			    k->name, (int)len, name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* 1 when the route already has a rule (of either kind) for name[len]. */
+static int
+config_has_rule(const struct route *r, const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < r->nset_headers; i++)
+		if (strlen(r->set_headers[i].name) == len &&
+		    strncasecmp(r->set_headers[i].name, name, len) == 0)
+			return 1;
+	for (i = 0; i < r->nremove_headers; i++)
+		if (strlen(r->remove_headers[i]) == len &&
+		    strncasecmp(r->remove_headers[i], name, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* `set_header = Name: value` (repeatable). */
+static int
+config_set_header(struct config_parser *p, const struct config_key *k,
+    struct route *r, const char *v)
+{
+	const char *colon = strchr(v, ':'), *val, *end;
+	struct config_header *h;
+	size_t nlen;
+
+	if (colon == NULL) {
+		config_error(p, p->line, "%s: \"%.*s\": write Name: value",
+		    k->name, CONFIG_QUOTE_MAX, v);
+		return -1;
+	}
+	nlen = (size_t)(colon - v);
+	if (config_check_field_name(p, k, v, nlen) == -1)
+		return -1;
+	/* RFC 9110 §5.5: optional white space around the value, which
+	 * holds visible characters, SP and HTAB only. */
+	val = colon + 1 + strspn(colon + 1, " \t");
+	end = val + strlen(val);
+	while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if ((size_t)(end - val) > CONFIG_MAX_FIELD) {
+		config_error(p, p->line, "%s: the value of %.*s is longer "
+		    "than %d bytes", k->name, (int)nlen, v, CONFIG_MAX_FIELD);
+		return -1;
+	}
+	for (const char *c = val; c < end; c++) {
+		if ((unsigned char)*c == 0x7f ||
+		    ((unsigned char)*c < 0x20 && *c != '\t')) {
+			config_error(p, p->line, "%s: the value of %.*s holds "
+			    "a control character", k->name, (int)nlen, v);
+			return -1;
+		}
+	}
+	if (config_has_rule(r, v, nlen)) {
+		config_error(p, p->line, "%s: %.*s already has a set_header or "
+		    "remove_header rule in this route", k->name, (int)nlen, v);
+		return -1;
+	}
+	if (r->nset_headers == CONFIG_MAX_HEADER_RULES) {
+		config_error(p, p->line, "%s: more than %d in one route",
+		    k->name, CONFIG_MAX_HEADER_RULES);
+		return -1;
+	}
+	h = &r->set_headers[r->nset_headers];
+	if (config_set_string(p, &h->name, v, nlen) == -1)
+		return -1;
+	if ((h->value = config_strndup(val, (size_t)(end - val))) == NULL) {
+		free(h->name);
+		h->name = NULL;
+		config_error(p, p->line, "out of memory");
+		return -1;
+	}
+	r->nset_headers++;
+	return 0;
+}
+
+/* `remove_header = Name` (repeatable). */
+static int
+config_remove_header(struct config_parser *p, const struct config_key *k,
+    struct route *r, const char *v)
+{
+	size_t len = strlen(v);
+
+	if (config_check_field_name(p, k, v, len) == -1)
+		return -1;
+	if (config_has_rule(r, v, len)) {
+		config_error(p, p->line, "%s: %s already has a set_header or "
+		    "remove_header rule in this route", k->name, v);
+		return -1;
+	}
+	if (r->nremove_headers == CONFIG_MAX_HEADER_RULES) {
+		config_error(p, p->line, "%s: more than %d in one route",
+		    k->name, CONFIG_MAX_HEADER_RULES);
+		return -1;
+	}
+	if (config_set_string(p, &r->remove_headers[r->nremove_headers], v,
+	    len) == -1)
+		return -1;
+	r->nremove_headers++;
+	return 0;
+}
+
+/*
+ * `credentials_file`: reads "user:password" (one line; a final newline is
+ * allowed) and keeps it base64-encoded for `Authorization: Basic`
+ * (RFC 7617 §2).  Messages name the file, never a byte of its content.
+ * "%d/NAME" is NAME in $CREDENTIALS_DIRECTORY, where systemd puts what
+ * LoadCredential= names.
+ */
+static int
+config_set_credentials(struct config_parser *p, const struct config_key *k,
+    struct route *r, const char *v)
+{
+	char path[PATH_MAX], buf[CONFIG_MAX_CREDENTIALS + 2];
+	const char *dir, *why = NULL;
+	unsigned char *b64 = NULL;
+	size_t len = 0, i;
+	FILE *f = NULL;
+	int rc = -1;
+
+	if (strncmp(v, "%d/", 3) == 0) {
+		dir = getenv("CREDENTIALS_DIRECTORY");
+		if (dir == NULL || dir[0] == '\0') {
+			config_error(p, p->line, "%s: %.*s: $CREDENTIALS_"
+			    "DIRECTORY is not set (%%d/ is for a service with "
+			    "LoadCredential=)", k->name, CONFIG_QUOTE_MAX, v);
+			return -1;
+		}
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
+		    v + 3) >= sizeof(path))
+			why = "path too long";
+	} else if ((size_t)snprintf(path, sizeof(path), "%s", v) >=
+	    sizeof(path))
+		why = "path too long";
+	if (why == NULL && (f = fopen(path, "re")) == NULL)
+		why = strerror(errno);
+	if (why == NULL) {
+		len = fread(buf, 1, sizeof(buf) - 1, f);
+		if (ferror(f))
+			why = strerror(errno);
+		else if (len > CONFIG_MAX_CREDENTIALS)
+			why = "longer than 1024 bytes";
+	}
+	if (why == NULL) {
+		if (len > 0 && buf[len - 1] == '\n')
+			len--;
+		if (len > 0 && buf[len - 1] == '\r')
+			len--;
+		buf[len] = '\0';
+		for (i = 0; i < len && why == NULL; i++)
+			if ((unsigned char)buf[i] < 0x20 ||
+			    (unsigned char)buf[i] == 0x7f)
+				why = "must be one line \"user:password\" "
+				    "without control characters";
+		if (why == NULL && (memchr(buf, ':', len) == NULL ||
+		    buf[0] == ':'))
+			why = "must hold \"user:password\"";
+	}
+	if (why != NULL) {
+		config_error(p, p->line, "%s: %.*s: %s", k->name,
+		    CONFIG_QUOTE_MAX, v, why);
+		goto out;
+	}
+	/* 4 output bytes per 3 input bytes, and a NUL. */
+	if ((b64 = malloc((len + 2) / 3 * 4 + 1)) == NULL) {
+		config_error(p, p->line, "out of memory");
+		goto out;
+	}
+	EVP_EncodeBlock(b64, (const unsigned char *)buf, (int)len);
+	if (config_set_string(p, &r->credentials_file, v, strlen(v)) == -1)
+		goto out;
+	if (r->credentials_basic != NULL) {
+		OPENSSL_cleanse(r->credentials_basic,
+		    strlen(r->credentials_basic));
+		free(r->credentials_basic);
+	}
+	r->credentials_basic = (char *)b64;
+	b64 = NULL;
+	rc = 0;
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (b64 != NULL) {
+		OPENSSL_cleanse(b64, (len + 2) / 3 * 4 + 1);
+		free(b64);
+	}
+	if (f != NULL)
+		fclose(f);
+	return rc;
+}
+
+/* A directory the daemon reads files from at run time. */
+static int
+config_set_dir(struct config_parser *p, const struct config_key *k,
+    char **slot, const char *v)
+{
+	struct stat st;
+	const char *why = NULL;
+
+	if (v[0] != '/')
+		why = "not an absolute path";
+	else if (stat(v, &st) == -1 || access(v, R_OK | X_OK) == -1)
+		why = strerror(errno);
+	else if (!S_ISDIR(st.st_mode))
+		why = "not a directory";
+	if (why != NULL) {
+		config_error(p, p->line, "%s: %.*s: %s", k->name,
+		    CONFIG_QUOTE_MAX, v, why);
+		return -1;
+	}
+	return config_set_string(p, slot, v, strlen(v));
+}
+
+/* `spool_dir`: created when the route starts; only its shape here. */
+static int
+config_set_spool_dir(struct config_parser *p, const struct config_key *k,
+    char **slot, const char *v)
+{
+	size_t len = strlen(v);
+
+	if (v[0] != '/' || len > CONFIG_MAX_SPOOL_DIR) {
+		config_error(p, p->line, "%s: %.*s: write an absolute path of "
+		    "at most %d bytes", k->name, CONFIG_QUOTE_MAX, v,
+		    CONFIG_MAX_SPOOL_DIR);
+		return -1;
+	}
+	while (len > 1 && v[len - 1] == '/')
+		len--;
+	return config_set_string(p, slot, v, len);
+}
+
 /* Stores value v of key k into the struct at base (a struct config for
  * [gateway], a struct route for [route]). */
 static int
@@ -939,6 +1399,9 @@ config_set(struct config_parser *p, const struct config_key *k, void *base,
 		case CONFIG_T_MATCH_PATH:
 		case CONFIG_T_PATH:
 		case CONFIG_T_ALPN:
+		case CONFIG_T_METRICS:
+		case CONFIG_T_DIR:
+		case CONFIG_T_SPOOL_DIR:
 			return config_set_string(p, slot, k->def ? k->def : "",
 			    k->def ? strlen(k->def) : 0);
 		default:
@@ -996,6 +1459,20 @@ config_set(struct config_parser *p, const struct config_key *k, void *base,
 		return config_set_alpn(p, k, slot, v);
 	case CONFIG_T_ALLOW:
 		return config_set_allow(p, k, base, v);
+	case CONFIG_T_METRICS:
+		return config_set_metrics(p, k, slot, v);
+	case CONFIG_T_HEALTH:
+		return config_set_health(p, k, base, v);
+	case CONFIG_T_SET_HEADER:
+		return config_set_header(p, k, base, v);
+	case CONFIG_T_REMOVE_HEADER:
+		return config_remove_header(p, k, base, v);
+	case CONFIG_T_CREDENTIALS:
+		return config_set_credentials(p, k, base, v);
+	case CONFIG_T_DIR:
+		return config_set_dir(p, k, slot, v);
+	case CONFIG_T_SPOOL_DIR:
+		return config_set_spool_dir(p, k, slot, v);
 	}
 	config_error(p, p->line, "%s: internal error: bad key type", k->name);
 	return -1;
@@ -1235,7 +1712,7 @@ config_handler(void *user, const char *section, const char *name,
 {
 	struct config_parser *p = user;
 	const struct config_key *k = NULL;
-	uint32_t *seen;
+	uint64_t *seen;
 	void *base;
 	size_t i;
 
@@ -1269,19 +1746,20 @@ config_handler(void *user, const char *section, const char *name,
 		seen = &p->route_seen[p->route];
 		base = &p->cfg->routes[p->route];
 	}
-	if (*seen & (UINT32_C(1) << i)) {
+	if ((*seen & (UINT64_C(1) << i)) && !k->repeat) {
 		config_error(p, p->line, "duplicate key \"%s\"", k->name);
 		return 0;
 	}
-	*seen |= UINT32_C(1) << i;
+	*seen |= UINT64_C(1) << i;
 	if (config_set(p, k, base, value) == -1)
 		return 0;
 	if (k->type == CONFIG_T_PATH && value[0] != '\0' &&
 	    config_check_file(p, p->line, k->name, value, NULL) == -1)
 		return 0;
-	if (k->builtin && p->builtin_line[p->route] == 0) {
-		p->builtin_line[p->route] = p->line;
-		p->builtin_key[p->route] = k->name;
+	if (k->needs != CONFIG_NEEDS_NONE &&
+	    p->needs_line[p->route][k->needs] == 0) {
+		p->needs_line[p->route][k->needs] = p->line;
+		p->needs_key[p->route][k->needs] = k->name;
 	}
 	return 1;
 }
@@ -1402,6 +1880,24 @@ config_finish_route(struct config_parser *p, struct route *r)
 		if (config_set_string(p, &r->sni, host, hostlen) == -1)
 			return -1;
 	}
+	if (r->health_method != NULL &&
+	    r->health_timeout > r->health_interval) {
+		config_error(p, r->line, "route \"%s\": health_timeout (%d s) "
+		    "is longer than health_interval (%d s)", r->name,
+		    r->health_timeout, r->health_interval);
+		return -1;
+	}
+	if (r->offline_queue && r->spool_dir == NULL) {
+		size_t n = sizeof(CONFIG_DEFAULT_SPOOL_PARENT "/") +
+		    strlen(r->name);
+
+		if ((r->spool_dir = malloc(n)) == NULL) {
+			config_error(p, r->line, "out of memory");
+			return -1;
+		}
+		snprintf(r->spool_dir, n, "%s/%s", CONFIG_DEFAULT_SPOOL_PARENT,
+		    r->name);
+	}
 	/* An explicit ca_file was checked on its line already; this catches
 	 * the default, which only matters when certificates are verified. */
 	if (r->verify && config_check_file(p, r->line, "ca_file", r->ca_file,
@@ -1427,14 +1923,37 @@ config_finish(struct config_parser *p)
 			return -1;
 		/* Fail rather than ignore: the key would not do what the
 		 * file says. */
-		if (r->tls != CONFIG_TLS_BUILTIN && p->builtin_line[i] != 0) {
-			config_error(p, p->builtin_line[i], "route \"%s\": %s "
-			    "needs tls = builtin", r->name, p->builtin_key[i]);
+		if (r->tls != CONFIG_TLS_BUILTIN &&
+		    p->needs_line[i][CONFIG_NEEDS_BUILTIN] != 0) {
+			config_error(p, p->needs_line[i][CONFIG_NEEDS_BUILTIN],
+			    "route \"%s\": %s needs tls = builtin", r->name,
+			    p->needs_key[i][CONFIG_NEEDS_BUILTIN]);
+			return -1;
+		}
+		if (!r->offline_queue &&
+		    p->needs_line[i][CONFIG_NEEDS_OFFLINE] != 0) {
+			config_error(p, p->needs_line[i][CONFIG_NEEDS_OFFLINE],
+			    "route \"%s\": %s needs offline_queue = yes",
+			    r->name, p->needs_key[i][CONFIG_NEEDS_OFFLINE]);
+			return -1;
+		}
+		if (r->health_method == NULL &&
+		    p->needs_line[i][CONFIG_NEEDS_HEALTH] != 0) {
+			config_error(p, p->needs_line[i][CONFIG_NEEDS_HEALTH],
+			    "route \"%s\": %s needs health_check", r->name,
+			    p->needs_key[i][CONFIG_NEEDS_HEALTH]);
 			return -1;
 		}
 		for (j = 0; j < i; j++) {
 			const struct route *o = &cfg->routes[j];
 
+			if (r->offline_queue && o->offline_queue &&
+			    strcmp(r->spool_dir, o->spool_dir) == 0) {
+				config_error(p, r->line, "route \"%s\": "
+				    "spool_dir %s is also route \"%s\"'s",
+				    r->name, r->spool_dir, o->name);
+				return -1;
+			}
 			if (config_addr_overlap(&o->listen_addr,
 			    &r->listen_addr)) {
 				config_error(p, r->line, "route \"%s\": listen "
@@ -1474,6 +1993,24 @@ config_free_route(struct route *r)
 	free(r->match_host);
 	free(r->match_path);
 	free(r->alpn);
+	for (size_t i = 0; i < r->nservers; i++)
+		free(r->servers[i].host);
+	free(r->health_method);
+	free(r->health_path);
+	for (size_t i = 0; i < r->nset_headers; i++) {
+		free(r->set_headers[i].name);
+		free(r->set_headers[i].value);
+	}
+	for (size_t i = 0; i < r->nremove_headers; i++)
+		free(r->remove_headers[i]);
+	free(r->credentials_file);
+	if (r->credentials_basic != NULL) {
+		OPENSSL_cleanse(r->credentials_basic,
+		    strlen(r->credentials_basic));
+		free(r->credentials_basic);
+	}
+	free(r->device_credentials_dir);
+	free(r->spool_dir);
 }
 
 static void
@@ -1484,6 +2021,7 @@ config_free(struct config *cfg)
 	for (i = 0; i < cfg->nroutes; i++)
 		config_free_route(&cfg->routes[i]);
 	free(cfg->routes);
+	free(cfg->metrics_listen);
 	free(cfg->path);
 	free(cfg);
 }

@@ -23,6 +23,29 @@
 /* Most entries of one route's `allow` list. */
 #define CONFIG_MAX_ALLOW 64
 
+/* Most servers in one route's `upstream` list. */
+#define CONFIG_MAX_SERVERS 16
+
+/* Most `set_header` and `remove_header` lines of one route, each. */
+#define CONFIG_MAX_HEADER_RULES 32
+
+/* Longest `credentials_file`: one line "user:password". */
+#define CONFIG_MAX_CREDENTIALS 1024
+
+/** One server of a route's `upstream` list. */
+struct config_server {
+	char *host;           /* DNS name, IPv4 address or IPv6 address
+				 (without brackets) */
+	uint16_t port;        /* default 443 */
+};
+
+/** One `set_header = Name: value` line. */
+struct config_header {
+	char *name;           /* a field-name token, as written */
+	char *value;          /* field-value without surrounding blanks;
+				 may be empty */
+};
+
 /**
  * One `allow` entry: the addresses whose first `prefix` bits equal those
  * of `addr`.  An IPv4-mapped IPv6 entry (::ffff:a.b.c.d/96+n) is stored as
@@ -57,10 +80,59 @@ struct route {
 	struct sockaddr_storage listen_addr;
 	socklen_t listen_addrlen;
 
-	/* `upstream = host:port` (host may be a name, an IPv4 address or
-	 * [IPv6]); port defaults to 443. */
+	/* `upstream = host:port [host:port ...]` (host may be a name, an
+	 * IPv4 address or [IPv6]; port defaults to 443; separated by blanks
+	 * and/or commas): requests are spread round-robin over the healthy
+	 * servers.  upstream_host/upstream_port are servers[0]. */
+	struct config_server servers[CONFIG_MAX_SERVERS];
+	size_t nservers;      /* at least 1 */
 	char *upstream_host;
 	uint16_t upstream_port;
+
+	/* Active health checks: `health_check = METHOD /path` (NULL when
+	 * unset: only passive checks on connect failures).  A server is
+	 * marked down after health_fall failed checks in a row and up again
+	 * after health_rise good ones; a good check is a complete response
+	 * with a status below 500 within health_timeout. */
+	char *health_method;
+	char *health_path;
+	int health_interval;  /* seconds, default 5 */
+	int health_timeout;   /* seconds, default 2 */
+	int health_rise;      /* default 2 */
+	int health_fall;      /* default 3 */
+
+	/* Header rules, applied to every request forwarded upstream after
+	 * the gateway's own rewriting: every field named in remove_headers
+	 * is dropped, then every set_headers field replaces any field of
+	 * that name (case-insensitive).  Names that carry framing or
+	 * routing (Host, Content-Length, Transfer-Encoding, Connection, TE,
+	 * Upgrade, Keep-Alive, Proxy-Connection, Trailer) are refused. */
+	struct config_header set_headers[CONFIG_MAX_HEADER_RULES];
+	size_t nset_headers;
+	char *remove_headers[CONFIG_MAX_HEADER_RULES];
+	size_t nremove_headers;
+
+	/* `credentials_file`: the path as written, and the file's
+	 * "user:password" read at load time, base64-encoded for an
+	 * `Authorization: Basic` field (a secret: never logged).  A path
+	 * starting with "%d/" is taken relative to $CREDENTIALS_DIRECTORY
+	 * (systemd's LoadCredential=).  NULL when unset. */
+	char *credentials_file;
+	char *credentials_basic;
+	/* `device_credentials_dir`: a directory of files, one per device,
+	 * named by the user name the device sends in Authorization: Basic,
+	 * or by its source address; each holds "user:password" for the
+	 * cloud.  NULL when unset.  Read per request. */
+	char *device_credentials_dir;
+
+	/* Store-and-forward.  `offline_queue`: default no.  `spool_dir`:
+	 * default /var/lib/tlsgate/spool/NAME; no two routes share one.
+	 * `spool_max_bytes`: default 64m.  `spool_rate`: queued requests
+	 * replayed per second at most, default 20. */
+	int offline_queue;
+	char *spool_dir;
+	uint64_t spool_max_bytes;
+	int spool_rate;
 
 	char *host;            /* `host`, default upstream_host */
 	char *sni;             /* `sni`, default host */
@@ -109,6 +181,9 @@ struct config {
 	uint64_t max_body_size;   /* bytes, default 65536; 0 = unlimited */
 	int shutdown_timeout;    /* seconds requests in flight get after
 				    SIGTERM, default 30; 0 = close at once */
+	/* `metrics_listen`: the Prometheus endpoint's address as written
+	 * ("127.0.0.1:9180"), NULL when unset (no endpoint). */
+	char *metrics_listen;
 
 	struct route *routes;    /* in file order */
 	size_t nroutes;          /* at least 1 */

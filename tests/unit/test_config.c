@@ -981,6 +981,288 @@ test_builtin_keys(void **state)
 }
 
 static void
+test_upstream_list(void **state)
+{
+	struct config *cfg;
+	const struct route *r;
+
+	(void)state;
+	cfg = expect_ok("[route r]\nlisten = 127.0.0.1:8080\n"
+	    "upstream = a.example:8443, 192.0.2.1 [2001:db8::1]:444,b.example\n");
+	r = config_route(cfg, "r");
+	assert_int_equal(r->nservers, 4);
+	assert_string_equal(r->servers[0].host, "a.example");
+	assert_int_equal(r->servers[0].port, 8443);
+	assert_string_equal(r->servers[1].host, "192.0.2.1");
+	assert_int_equal(r->servers[1].port, 443);
+	assert_string_equal(r->servers[2].host, "2001:db8::1");
+	assert_int_equal(r->servers[2].port, 444);
+	assert_string_equal(r->servers[3].host, "b.example");
+	/* The first server stands for the route where one name is needed. */
+	assert_string_equal(r->upstream_host, "a.example");
+	assert_int_equal(r->upstream_port, 8443);
+	assert_string_equal(r->host, "a.example:8443");
+	assert_string_equal(r->sni, "a.example");
+	config_unref(cfg);
+
+	cfg = expect_ok(ROUTE);
+	assert_int_equal(cfg->routes[0].nservers, 1);
+	assert_string_equal(cfg->routes[0].servers[0].host, "up.example");
+	assert_int_equal(cfg->routes[0].servers[0].port, 443);
+	config_unref(cfg);
+
+	expect_error("[route r]\nlisten = 127.0.0.1:8080\n"
+	    "upstream = a.example, A.example:443\n",
+	    NAME ":3: upstream: \"A.example:443\" is listed twice");
+	expect_error("[route r]\nlisten = 127.0.0.1:8080\n"
+	    "upstream = a.example b.example:0\n",
+	    NAME ":3: upstream: \"0\" is not a port of 1-65535");
+	expect_error("[route r]\nlisten = 127.0.0.1:8080\nupstream = , ,\n",
+	    NAME ":3: upstream: missing value");
+	expect_error("[route r]\nlisten = 127.0.0.1:8080\nupstream = "
+	    "a:1 a:2 a:3 a:4 a:5 a:6 a:7 a:8 a:9 a:10 a:11 a:12 a:13 a:14 "
+	    "a:15 a:16 a:17\n",
+	    NAME ":3: upstream: more than 16 servers");
+}
+
+static void
+test_health_keys(void **state)
+{
+	struct config *cfg;
+	const struct route *r;
+
+	(void)state;
+	cfg = expect_ok(ROUTE);
+	r = &cfg->routes[0];
+	assert_null(r->health_method);
+	assert_null(r->health_path);
+	assert_int_equal(r->health_interval, 5);
+	assert_int_equal(r->health_timeout, 2);
+	assert_int_equal(r->health_rise, 2);
+	assert_int_equal(r->health_fall, 3);
+	config_unref(cfg);
+
+	cfg = expect_ok(ROUTE "health_check = HEAD   /healthz?x=1\n"
+	    "health_interval = 10\nhealth_timeout = 10\nhealth_rise = 1\n"
+	    "health_fall = 100\n");
+	r = &cfg->routes[0];
+	assert_string_equal(r->health_method, "HEAD");
+	assert_string_equal(r->health_path, "/healthz?x=1");
+	assert_int_equal(r->health_interval, 10);
+	assert_int_equal(r->health_timeout, 10);
+	assert_int_equal(r->health_rise, 1);
+	assert_int_equal(r->health_fall, 100);
+	config_unref(cfg);
+
+	/* Passive checks use these two without health_check. */
+	cfg = expect_ok(ROUTE "health_interval = 1\nhealth_fall = 1\n");
+	config_unref(cfg);
+
+	expect_error(ROUTE "health_check = /x\n",
+	    NAME ":4: health_check: \"/x\" does not start with a method "
+	    "such as GET");
+	expect_error(ROUTE "health_check = GET\n",
+	    NAME ":4: health_check: \"GET\": write METHOD /PATH");
+	expect_error(ROUTE "health_check = GET http://x/\n",
+	    NAME ":4: health_check: \"GET http://x/\": write METHOD /PATH");
+	expect_error(ROUTE "health_check = GET /a b\n",
+	    NAME ":4: health_check: the path \"/a b\" holds white space, '#' "
+	    "or a control character");
+	expect_error(ROUTE "health_timeout = 3\n",
+	    NAME ":4: route \"r\": health_timeout needs health_check");
+	expect_error(ROUTE "health_rise = 3\n",
+	    NAME ":4: route \"r\": health_rise needs health_check");
+	expect_error(ROUTE "health_check = GET /\nhealth_interval = 2\n"
+	    "health_timeout = 3\n",
+	    NAME ":1: route \"r\": health_timeout (3 s) is longer than "
+	    "health_interval (2 s)");
+	expect_error(ROUTE "health_fall = 0\n",
+	    NAME ":4: health_fall: 0 is below the minimum 1");
+}
+
+static void
+test_header_rules(void **state)
+{
+	struct config *cfg;
+	const struct route *r;
+	char *text;
+	size_t i, n;
+
+	(void)state;
+	cfg = expect_ok(ROUTE "set_header = X-Gateway:  gw-1 \n"
+	    "set_header = X-Empty:\nremove_header = User-Agent\n"
+	    "remove_header = Cookie\nset_header = X-Tab: a\tb\n");
+	r = &cfg->routes[0];
+	assert_int_equal(r->nset_headers, 3);
+	assert_string_equal(r->set_headers[0].name, "X-Gateway");
+	assert_string_equal(r->set_headers[0].value, "gw-1");
+	assert_string_equal(r->set_headers[1].name, "X-Empty");
+	assert_string_equal(r->set_headers[1].value, "");
+	assert_string_equal(r->set_headers[2].value, "a\tb");
+	assert_int_equal(r->nremove_headers, 2);
+	assert_string_equal(r->remove_headers[0], "User-Agent");
+	assert_string_equal(r->remove_headers[1], "Cookie");
+	config_unref(cfg);
+
+	expect_error(ROUTE "set_header = X-A\n",
+	    NAME ":4: set_header: \"X-A\": write Name: value");
+	expect_error(ROUTE "set_header = X A: 1\n",
+	    NAME ":4: set_header: \"X A\" is not a header field name");
+	expect_error(ROUTE "set_header = Host: x\n",
+	    NAME ":4: set_header: Host is set by the gateway itself and "
+	    "cannot be changed here");
+	expect_error(ROUTE "remove_header = transfer-encoding\n",
+	    NAME ":4: remove_header: transfer-encoding is set by the gateway "
+	    "itself and cannot be changed here");
+	expect_error(ROUTE "set_header = X-A: 1\nremove_header = x-a\n",
+	    NAME ":5: remove_header: x-a already has a set_header or "
+	    "remove_header rule in this route");
+	expect_error(ROUTE "set_header = X-A: 1\nset_header = X-A: 2\n",
+	    NAME ":5: set_header: X-A already has a set_header or "
+	    "remove_header rule in this route");
+	/* The limit on rules per route. */
+	n = strlen(ROUTE) + 33 * 32 + 1;
+	text = malloc(n);
+	assert_non_null(text);
+	strcpy(text, ROUTE);
+	for (i = 0; i < 33; i++)
+		snprintf(text + strlen(text), n - strlen(text),
+		    "remove_header = X-%zu\n", i);
+	expect_error(text, NAME ":36: remove_header: more than 32 in one "
+	    "route");
+	free(text);
+}
+
+static void
+test_credentials(void **state)
+{
+	char dir[] = "/tmp/tlsgate-test-cred-XXXXXX", path[128], text[512];
+	struct config *cfg;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/cloud", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	/* RFC 7617 §2's example. */
+	fputs("Aladdin:open sesame\n", f);
+	fclose(f);
+	snprintf(text, sizeof(text), ROUTE "credentials_file = %s\n"
+	    "device_credentials_dir = %s\n", path, dir);
+	cfg = expect_ok(text);
+	assert_string_equal(cfg->routes[0].credentials_file, path);
+	assert_string_equal(cfg->routes[0].credentials_basic,
+	    "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+	assert_string_equal(cfg->routes[0].device_credentials_dir, dir);
+	config_unref(cfg);
+
+	/* %d/ is systemd's credentials directory. */
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+	cfg = expect_ok(ROUTE "credentials_file = %d/cloud\n");
+	assert_string_equal(cfg->routes[0].credentials_basic,
+	    "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+	config_unref(cfg);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	expect_error(ROUTE "credentials_file = %d/cloud\n",
+	    NAME ":4: credentials_file: %d/cloud: $CREDENTIALS_DIRECTORY is "
+	    "not set (%d/ is for a service with LoadCredential=)");
+
+	/* Malformed content: the message never quotes it. */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("no-colon-secret\n", f);
+	fclose(f);
+	snprintf(text, sizeof(text), ROUTE "credentials_file = %s\n", path);
+	assert_null(parse(text));
+	assert_non_null(strstr(err, "must hold \"user:password\""));
+	assert_null(strstr(err, "no-colon-secret"));
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("user:pw\nsecond-line\n", f);
+	fclose(f);
+	assert_null(parse(text));
+	assert_non_null(strstr(err, "must be one line"));
+	assert_null(strstr(err, "second-line"));
+	unlink(path);
+	assert_null(parse(text));
+	assert_non_null(strstr(err, "No such file or directory"));
+
+	snprintf(text, sizeof(text), ROUTE "device_credentials_dir = %s/x\n",
+	    dir);
+	assert_null(parse(text));
+	assert_non_null(strstr(err, "No such file or directory"));
+	expect_error(ROUTE "device_credentials_dir = /etc/hostname\n",
+	    NAME ":4: device_credentials_dir: /etc/hostname: not a directory");
+	expect_error(ROUTE "device_credentials_dir = etc\n",
+	    NAME ":4: device_credentials_dir: etc: not an absolute path");
+	rmdir(dir);
+}
+
+static void
+test_offline_keys(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = expect_ok(ROUTE);
+	assert_int_equal(cfg->routes[0].offline_queue, 0);
+	assert_null(cfg->routes[0].spool_dir);
+	config_unref(cfg);
+
+	cfg = expect_ok(ROUTE "offline_queue = yes\n"
+	    "[route s]\nlisten = 127.0.0.1:8081\nupstream = up.example\n"
+	    "offline_queue = yes\nspool_dir = /srv/spool/s//\n"
+	    "spool_max_bytes = 1g\nspool_rate = 10000\n");
+	assert_int_equal(cfg->routes[0].offline_queue, 1);
+	assert_string_equal(cfg->routes[0].spool_dir,
+	    "/var/lib/tlsgate/spool/r");
+	assert_int_equal(cfg->routes[0].spool_max_bytes, 64 << 20);
+	assert_int_equal(cfg->routes[0].spool_rate, 20);
+	assert_string_equal(cfg->routes[1].spool_dir, "/srv/spool/s");
+	assert_int_equal(cfg->routes[1].spool_max_bytes, 1 << 30);
+	assert_int_equal(cfg->routes[1].spool_rate, 10000);
+	config_unref(cfg);
+
+	expect_error(ROUTE "spool_rate = 5\n",
+	    NAME ":4: route \"r\": spool_rate needs offline_queue = yes");
+	expect_error(ROUTE "offline_queue = no\nspool_dir = /x\n",
+	    NAME ":5: route \"r\": spool_dir needs offline_queue = yes");
+	expect_error(ROUTE "offline_queue = yes\nspool_dir = spool\n",
+	    NAME ":5: spool_dir: spool: write an absolute path of at most "
+	    "1024 bytes");
+	expect_error(ROUTE "offline_queue = yes\nspool_max_bytes = 1k\n",
+	    NAME ":5: spool_max_bytes: 1k is below the minimum 65536");
+	expect_error(ROUTE "offline_queue = yes\nspool_dir = /q\n"
+	    "[route s]\nlisten = 127.0.0.1:8081\nupstream = up.example\n"
+	    "offline_queue = yes\nspool_dir = /q/\n",
+	    NAME ":6: route \"s\": spool_dir /q is also route \"r\"'s");
+}
+
+static void
+test_metrics_listen(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = expect_ok(ROUTE);
+	assert_null(cfg->metrics_listen);
+	config_unref(cfg);
+	cfg = expect_ok("[gateway]\nmetrics_listen = 127.0.0.1:9180\n" ROUTE);
+	assert_string_equal(cfg->metrics_listen, "127.0.0.1:9180");
+	config_unref(cfg);
+	cfg = expect_ok("[gateway]\nmetrics_listen = [::1]:9180\n" ROUTE);
+	assert_string_equal(cfg->metrics_listen, "[::1]:9180");
+	config_unref(cfg);
+	expect_error("[gateway]\nmetrics_listen = 127.0.0.1\n" ROUTE,
+	    NAME ":2: metrics_listen: \"127.0.0.1\" needs a port of 1-65535 "
+	    "after the address");
+	expect_error("[gateway]\nmetrics_listen = localhost:9180\n" ROUTE,
+	    NAME ":2: metrics_listen: \"localhost:9180\" is not a numeric IP "
+	    "address and port");
+}
+
+static void
 test_manual_has_every_key(void **state)
 {
 	char *man, needle[96];
@@ -1004,7 +1286,7 @@ test_manual_has_every_key(void **state)
 			fail_msg("docs/tlsgate.conf.5 lacks key %s of [%s]",
 			    name, section);
 	}
-	assert_int_equal(i, 28);
+	assert_int_equal(i, 42);
 	free(man);
 }
 
@@ -1032,6 +1314,12 @@ main(void)
 		cmocka_unit_test(test_ref),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_builtin_keys),
+		cmocka_unit_test(test_upstream_list),
+		cmocka_unit_test(test_health_keys),
+		cmocka_unit_test(test_header_rules),
+		cmocka_unit_test(test_credentials),
+		cmocka_unit_test(test_offline_keys),
+		cmocka_unit_test(test_metrics_listen),
 		cmocka_unit_test(test_manual_has_every_key),
 	};
 
