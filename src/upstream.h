@@ -1,7 +1,18 @@
 /*
- * upstream: the uplink side of one route: its transport context, a pool of
- * idle keep-alive connections shared by every device connection, and the
+ * upstream: the uplink side of one route: its transport context, its
+ * servers (the `upstream` list) with their health, a pool of idle
+ * keep-alive connections shared by every device connection, and the
  * opening of new connections (asynchronous DNS, TCP, handshake).
+ *
+ * New connections go round-robin to the servers that are up.  A server
+ * goes down after health_fall failures in a row: failed connection
+ * attempts (DNS, TCP, TLS, certificate) always count; with `health_check`
+ * so do failed active checks, and health_rise good checks bring it back;
+ * without, one trial connection is let through health_interval seconds
+ * after the last failure, and its success brings the server back.  The
+ * pool is per route: a pooled connection is reused whatever its server,
+ * so under keep-alive load is spread by connection, not by request.
+ * docs/design.md, "Several servers and health checks".
  */
 #ifndef TLSGATE_UPSTREAM_H
 #define TLSGATE_UPSTREAM_H
@@ -31,6 +42,11 @@ struct transport_ops;
 #define UPSTREAM_POOL_MAX 128
 /* Longest reason string given to callbacks (and the access log). */
 #define UPSTREAM_ERRLEN 160
+/*
+ * Largest response head a health check reads: a check needs the status
+ * line only, so a bigger head counts as a failed check.
+ */
+#define UPSTREAM_CHECK_MAX_HEAD 8192
 
 struct upstream;
 struct upconn;
@@ -54,8 +70,9 @@ struct upstream *upstream_new(const struct route *r, struct event_base *base,
     size_t errlen);
 
 /**
- * Closes the idle connections and frees `up`.  Every connection handed
- * out must have been released or closed first.  NULL is a no-op.
+ * Closes the idle connections, cancels the health checks (also one in
+ * progress) and frees `up`.  Every connection handed out must have been
+ * released or closed first.  NULL is a no-op.
  */
 void upstream_free(struct upstream *up);
 
@@ -67,12 +84,19 @@ void upstream_free(struct upstream *up);
 struct upconn *upstream_get(struct upstream *up);
 
 /**
- * Starts a new connection: the name is resolved again (so DNS changes
- * are followed), then TCP, then the transport's handshake, all within
- * the route's connect_timeout.  `cb` is called exactly once, later,
- * unless upstream_close() cancels the attempt first.  Returns the
+ * Starts a new connection to the next server that is up (round-robin):
+ * the name is resolved again (so DNS changes are followed), then TCP,
+ * then the transport's handshake (SNI and verified name from the route),
+ * within the route's connect_timeout.  A failed attempt counts against
+ * that server and the next server not yet tried is attempted (nothing
+ * was sent, so this is safe for any request); the failure is reported
+ * when every usable server failed once.  `cb` is called exactly once,
+ * later, unless upstream_close() cancels the attempt first.  Returns the
  * connection being opened, or NULL with a reason in err[errlen] when
- * nothing could be started (cb is then never called).
+ * nothing could be started (cb is then never called): "all servers
+ * down" when no server may be used (see upstream_healthy()).  On a
+ * route with several servers a reason names the server that failed
+ * last ("127.0.0.1:8443: connect: Connection refused").
  */
 struct upconn *upstream_connect(struct upstream *up, upstream_cb cb,
     void *arg, char *err, size_t errlen);
@@ -81,7 +105,7 @@ struct upconn *upstream_connect(struct upstream *up, upstream_cb cb,
  * Gives a connection back to the pool after a complete exchange.  The
  * caller must only do so when the response was fully read, the request
  * fully sent and the server did not ask to close.  Closes it instead when
- * the pool is full or bytes are left unread.
+ * the pool is full, bytes are left unread or its server is down.
  */
 void upstream_release(struct upconn *c);
 
@@ -125,13 +149,54 @@ void upstream_error(struct upconn *c, char *err, size_t errlen);
 /** Name of the transport: "openssl" or "builtin". */
 const char *upstream_transport(const struct upstream *up);
 
-/** "host:port" of the route's server, for logs. */
+/**
+ * The route's servers for logs: "host:port" ("[v6]:port"), several
+ * joined with commas ("10.0.0.1:443,10.0.0.2:443").  Owned by `up`.
+ */
 const char *upstream_name(const struct upstream *up);
+
+/**
+ * "host:port" of the server `c` goes to (or is being opened to), for the
+ * access log.  Owned by the upstream of `c`.
+ */
+const char *upstream_conn_server(const struct upconn *c);
+
+/**
+ * Number of servers a new connection may go to now: those up, plus, on a
+ * route without health_check, those down whose health_interval has
+ * passed since their last failure (each lets one trial connection
+ * through).  When it is 0, upstream_connect() fails with "all servers
+ * down": answer 503 with Retry-After: health_interval (RFC 9110 §15.6.4,
+ * §10.2.3) without trying.
+ */
+size_t upstream_healthy(const struct upstream *up);
+
+/**
+ * Connections of `up` open for traffic: idle, in use and being opened.
+ * Health check connections are not counted.
+ */
+size_t upstream_open(const struct upstream *up);
+
+/** Number of servers of the route (its `upstream` list), at least 1. */
+size_t upstream_nservers(const struct upstream *up);
+
+/**
+ * The i-th server of the route: returns its "host:port" (owned by `up`)
+ * and sets *up_now (when not NULL) to 1 when it is up, 0 when down; NULL
+ * when i is past the end.  For a per-server metrics gauge.
+ */
+const char *upstream_server(const struct upstream *up, size_t i,
+    int *up_now);
 
 /** Number of idle pooled connections. */
 size_t upstream_idle(const struct upstream *up);
 
-/** Closes every idle connection (used at shutdown). */
+/**
+ * Closes every idle connection and stops the active health checks for
+ * good (servers keep the state they have; passive detection goes on).
+ * For shutdown, and for the uplinks of a configuration that a reload
+ * replaced.
+ */
 void upstream_drain(struct upstream *up);
 
 /** Counters: full handshakes, resumed handshakes, pool reuses. */
