@@ -1255,6 +1255,37 @@ config_remove_header(struct config_parser *p, const struct config_key *k,
 }
 
 /*
+ * A path of a credentials key: "%d/NAME" is NAME in $CREDENTIALS_DIRECTORY,
+ * where systemd puts what the unit's LoadCredential= names; any other
+ * value is taken as written.  Returns 0, or -1 after reporting.
+ */
+static int
+config_credentials_path(struct config_parser *p, const struct config_key *k,
+    const char *v, char *path, size_t pathlen)
+{
+	const char *dir = NULL;
+	int n;
+
+	if (strcmp(v, "%d") == 0 || strncmp(v, "%d/", 3) == 0) {
+		dir = getenv("CREDENTIALS_DIRECTORY");
+		if (dir == NULL || dir[0] == '\0') {
+			config_error(p, p->line, "%s: %.*s: $CREDENTIALS_"
+			    "DIRECTORY is not set (%%d/ is for a service with "
+			    "LoadCredential=)", k->name, CONFIG_QUOTE_MAX, v);
+			return -1;
+		}
+		n = snprintf(path, pathlen, "%s%s", dir, v + 2);
+	} else
+		n = snprintf(path, pathlen, "%s", v);
+	if (n < 0 || (size_t)n >= pathlen) {
+		config_error(p, p->line, "%s: %.*s: path too long", k->name,
+		    CONFIG_QUOTE_MAX, v);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * `credentials_file`: reads "user:password" (one line; a final newline is
  * allowed) and keeps it base64-encoded for `Authorization: Basic`
  * (RFC 7617 §2).  Messages name the file, never a byte of its content.
@@ -1266,27 +1297,15 @@ config_set_credentials(struct config_parser *p, const struct config_key *k,
     struct route *r, const char *v)
 {
 	char path[PATH_MAX], buf[CONFIG_MAX_CREDENTIALS + 2];
-	const char *dir, *why = NULL;
+	const char *why = NULL;
 	unsigned char *b64 = NULL;
 	size_t len = 0, i;
 	FILE *f = NULL;
 	int rc = -1;
 
-	if (strncmp(v, "%d/", 3) == 0) {
-		dir = getenv("CREDENTIALS_DIRECTORY");
-		if (dir == NULL || dir[0] == '\0') {
-			config_error(p, p->line, "%s: %.*s: $CREDENTIALS_"
-			    "DIRECTORY is not set (%%d/ is for a service with "
-			    "LoadCredential=)", k->name, CONFIG_QUOTE_MAX, v);
-			return -1;
-		}
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
-		    v + 3) >= sizeof(path))
-			why = "path too long";
-	} else if ((size_t)snprintf(path, sizeof(path), "%s", v) >=
-	    sizeof(path))
-		why = "path too long";
-	if (why == NULL && (f = fopen(path, "re")) == NULL)
+	if (config_credentials_path(p, k, v, path, sizeof(path)) == -1)
+		return -1;
+	if ((f = fopen(path, "re")) == NULL)
 		why = strerror(errno);
 	if (why == NULL) {
 		len = fread(buf, 1, sizeof(buf) - 1, f);
@@ -1342,17 +1361,21 @@ out:
 	return rc;
 }
 
-/* A directory the daemon reads files from at run time. */
+/* A directory the daemon reads files from at run time; "%d" and "%d/..."
+ * are resolved against $CREDENTIALS_DIRECTORY and stored resolved. */
 static int
 config_set_dir(struct config_parser *p, const struct config_key *k,
     char **slot, const char *v)
 {
+	char path[PATH_MAX];
 	struct stat st;
 	const char *why = NULL;
 
-	if (v[0] != '/')
+	if (config_credentials_path(p, k, v, path, sizeof(path)) == -1)
+		return -1;
+	if (path[0] != '/')
 		why = "not an absolute path";
-	else if (stat(v, &st) == -1 || access(v, R_OK | X_OK) == -1)
+	else if (stat(path, &st) == -1 || access(path, R_OK | X_OK) == -1)
 		why = strerror(errno);
 	else if (!S_ISDIR(st.st_mode))
 		why = "not a directory";
@@ -1361,7 +1384,7 @@ config_set_dir(struct config_parser *p, const struct config_key *k,
 		    CONFIG_QUOTE_MAX, v, why);
 		return -1;
 	}
-	return config_set_string(p, slot, v, strlen(v));
+	return config_set_string(p, slot, path, strlen(path));
 }
 
 /* `spool_dir`: created when the route starts; only its shape here. */

@@ -3,7 +3,8 @@
  *
  * Start-up order: command line, configuration, logging, resource limits,
  * OpenSSL, event loop and DNS, uplinks (the proxy), listeners, signals,
- * then READY=1 to systemd (Type=notify).  Runs in the foreground.
+ * the metrics endpoint, then READY=1 to systemd (Type=notify).  Runs in
+ * the foreground.
  *
  * Signals: SIGHUP reloads the configuration (RELOADING=1 ... READY=1; an
  * invalid file is logged and the running configuration kept); SIGTERM and
@@ -25,6 +26,8 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "offline.h"
 #include "proxy.h"
 #include "service.h"
 
@@ -44,6 +47,7 @@ struct main_state {
 	struct listener *lst;
 	struct event *grace;
 	int stopping;
+	char *metrics_addr;             /* where the endpoint runs, or NULL */
 };
 
 static void main_usage(FILE *);
@@ -54,6 +58,9 @@ static void main_check_done(evutil_socket_t, short, void *);
 static void main_sighup(evutil_socket_t, short, void *);
 static void main_reload(struct main_state *);
 static void main_status(char *, size_t, void *);
+static void main_metrics_routes(const struct config *);
+static int main_metrics_listen(struct main_state *, const char *, char *,
+    size_t);
 
 static void
 main_usage(FILE *f)
@@ -95,6 +102,61 @@ main_status(char *buf, size_t len, void *arg)
 	    "idle), %llu requests", m->stopping ? "stopping: " : "",
 	    c.sessions, c.upstream_busy + c.upstream_idle, c.upstream_idle,
 	    (unsigned long long)c.requests);
+}
+
+/* The configuration's routes become the current metrics entries. */
+static void
+main_metrics_routes(const struct config *cfg)
+{
+	const char *names[CONFIG_MAX_ROUTES];
+	size_t i;
+
+	for (i = 0; i < cfg->nroutes && i < CONFIG_MAX_ROUTES; i++)
+		names[i] = cfg->routes[i].name;
+	(void)metrics_routes_set(names, i);
+}
+
+/*
+ * Runs the metrics endpoint on `addr` (NULL: none).  Unchanged: nothing
+ * to do.  Otherwise the old endpoint is closed first (the new address
+ * may use the same port), and when the new one cannot be bound the old
+ * one is opened again.  Returns 0, or -1 with the reason in err[errlen].
+ */
+static int
+main_metrics_listen(struct main_state *m, const char *addr, char *err,
+    size_t errlen)
+{
+	char *copy = NULL, again[256];
+	int rc = -1;
+
+	if ((addr == NULL && m->metrics_addr == NULL) || (addr != NULL &&
+	    m->metrics_addr != NULL && strcmp(addr, m->metrics_addr) == 0))
+		return 0;
+	if (addr != NULL && (copy = strdup(addr)) == NULL) {
+		snprintf(err, errlen, "metrics_listen: out of memory");
+		goto out;
+	}
+	metrics_listen_stop();
+	if (addr != NULL && metrics_listen_start(m->base, addr, err,
+	    errlen) == -1) {
+		if (m->metrics_addr != NULL && metrics_listen_start(m->base,
+		    m->metrics_addr, again, sizeof(again)) == -1) {
+			log_warnx("%s; the metrics endpoint is closed", again);
+			free(m->metrics_addr);
+			m->metrics_addr = NULL;
+		}
+		goto out;
+	}
+	free(m->metrics_addr);
+	m->metrics_addr = copy;
+	copy = NULL;
+	if (addr != NULL)
+		log_info("metrics on %s (port %d)", addr,
+		    metrics_listen_port());
+	rc = 0;
+out:
+	free(copy);
+	return rc;
 }
 
 static void
@@ -155,6 +217,7 @@ main_reload(struct main_state *m)
 {
 	struct config *cfg;
 	char err[512], status[SERVICE_STATUS_MAX];
+	int ok = 0;
 
 	service_reloading();
 	log_info("SIGHUP: reloading %s", m->path);
@@ -163,9 +226,17 @@ main_reload(struct main_state *m)
 		    "%s", err);
 		goto out;
 	}
+	if (offline_reload(cfg, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		goto out;
+	}
 	if (proxy_reload(m->px, cfg, err, sizeof(err)) == -1) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", err);
+		if (offline_reload(m->cfg, err, sizeof(err)) == -1)
+			log_warnx("reload: cannot restore the offline "
+			    "queues: %s", err);
 		goto out;
 	}
 	if (listener_reload(m->lst, cfg) == -1) {
@@ -173,6 +244,9 @@ main_reload(struct main_state *m)
 		if (proxy_reload(m->px, m->cfg, err, sizeof(err)) == -1)
 			log_warnx("reload: cannot restore the uplinks: %s",
 			    err);
+		if (offline_reload(m->cfg, err, sizeof(err)) == -1)
+			log_warnx("reload: cannot restore the offline "
+			    "queues: %s", err);
 		log_warnx("reload failed, keeping the running configuration");
 		goto out;
 	}
@@ -181,9 +255,19 @@ main_reload(struct main_state *m)
 	cfg = NULL;
 	if (!m->debug)
 		log_setlevel(m->cfg->log_level);
+	main_metrics_routes(m->cfg);
+	/* The endpoint is not worth refusing a reload for: a scrape that
+	 * fails is noticed (up == 0), a gateway that stops forwarding is
+	 * worse. */
+	if (main_metrics_listen(m, m->cfg->metrics_listen, err,
+	    sizeof(err)) == -1)
+		log_warnx("reload: %s; the metrics endpoint stays as it was",
+		    err);
 	log_info("reloaded %s: %zu routes, %zu listening sockets", m->path,
 	    m->cfg->nroutes, listener_count(m->lst));
+	ok = 1;
 out:
+	metrics_reload(ok, 0);
 	config_unref(cfg);
 	/* READY=1 also after a failed reload: the service is up, on the
 	 * configuration it had. */
@@ -268,6 +352,8 @@ main(int argc, char *argv[])
 
 	if ((m.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
+	metrics_init(0);
+	main_metrics_routes(cfg);
 	/* Asynchronous resolver from /etc/resolv.conf and /etc/hosts; no
 	 * cache, so every new uplink connection resolves again. */
 	if ((dns = evdns_base_new(m.base,
@@ -277,8 +363,20 @@ main(int argc, char *argv[])
 		log_warnx("%s", err);
 		goto out;
 	}
+	/* A queue that cannot be opened would turn every outage into lost
+	 * data: refuse to start rather than run without it. */
+	if (offline_init(m.base, dns, cfg, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		goto out;
+	}
 	if ((m.lst = listener_new(m.base, cfg, m.px)) == NULL)
 		goto out;
+	metrics_set_collector(proxy_metrics_collect, m.px);
+	if (main_metrics_listen(&m, cfg->metrics_listen, err,
+	    sizeof(err)) == -1) {
+		log_warnx("cannot start the metrics endpoint: %s", err);
+		goto out;
+	}
 	if ((m.grace = evtimer_new(m.base, main_grace, &m)) == NULL ||
 	    (sigint = evsignal_new(m.base, SIGINT, main_signal, &m)) == NULL ||
 	    (sigterm = evsignal_new(m.base, SIGTERM, main_signal, &m)) ==
@@ -305,8 +403,12 @@ main(int argc, char *argv[])
 	rc = 0;
 out:
 	service_free();
+	metrics_listen_stop();
+	metrics_set_collector(NULL, NULL);
+	free(m.metrics_addr);
 	listener_free(m.lst);
 	proxy_free(m.px);
+	offline_free();
 	if (sigint != NULL)
 		event_free(sigint);
 	if (sigterm != NULL)
@@ -324,6 +426,7 @@ out:
 	}
 	if (m.base != NULL)
 		event_base_free(m.base);
+	metrics_free();
 	config_unref(m.cfg);
 	return rc;
 }

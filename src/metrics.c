@@ -44,6 +44,13 @@
 #define METRICS_MAX_LABEL      (2 * METRICS_MAX_ROUTE_NAME)
 #define METRICS_MAX_INFO       128     /* bytes of one build-info value */
 
+/* One server of a route, as the last collection saw it. */
+struct metrics_server {
+	char name[METRICS_MAX_SERVER_NAME + 1];
+	char label[2 * METRICS_MAX_SERVER_NAME + 1];  /* name, escaped */
+	int up;
+};
+
 struct metrics_route {
 	char name[METRICS_MAX_ROUTE_NAME + 1];
 	char label[METRICS_MAX_LABEL + 1];  /* name, escaped */
@@ -63,6 +70,9 @@ struct metrics_route {
 	uint64_t spool_entries;
 	uint64_t spool_bytes;
 	int64_t spool_oldest_ms;
+	uint64_t spool_events[METRICS_SPOOL_EV_COUNT];
+	struct metrics_server *servers;  /* set by the collector */
+	size_t nservers, cap;
 };
 
 static const uint64_t metrics_bounds_us[METRICS_NBUCKETS] = {
@@ -79,6 +89,9 @@ static const char *const metrics_class_names[METRICS_NCLASSES] = {
 static const char *const metrics_uperr_names[METRICS_UPERR_COUNT] = {
 	"dns", "connect", "tls", "verify", "timeout", "protocol", "reset"
 };
+static const char *const metrics_spool_ev_names[METRICS_SPOOL_EV_COUNT] = {
+	"queued", "full", "replayed", "dead", "corrupt"
+};
 
 /* The registry: one per process, event-loop thread only. */
 static struct {
@@ -90,6 +103,9 @@ static struct {
 	char libevent[METRICS_MAX_INFO];
 	uint64_t device_open;
 	uint64_t device_total;
+	uint64_t unrouted[METRICS_NCLASSES];
+	void (*collect)(void *);    /* metrics_set_collector() */
+	void *collect_arg;
 	uint64_t reloads_ok;
 	uint64_t reloads_failed;
 	int last_reload_ok;
@@ -184,8 +200,10 @@ metrics_free(void)
 {
 	size_t i;
 
-	for (i = 0; i < reg.nroutes; i++)
+	for (i = 0; i < reg.nroutes; i++) {
+		free(reg.routes[i]->servers);
 		free(reg.routes[i]);
+	}
 	free(reg.routes);
 	reg.routes = NULL;
 	reg.nroutes = 0;
@@ -283,6 +301,12 @@ metrics_request(struct metrics_route *r, int status, uint64_t duration_us)
 }
 
 void
+metrics_request_unrouted(int status)
+{
+	reg.unrouted[status >= 100 && status <= 599 ? status / 100 : 0]++;
+}
+
+void
 metrics_uplink_bytes(struct metrics_route *r, uint64_t in, uint64_t out)
 {
 	if (r == NULL)
@@ -320,6 +344,45 @@ metrics_upstream_conns(struct metrics_route *r, int open, int idle)
 }
 
 void
+metrics_upstream_server(struct metrics_route *r, const char *name, int up)
+{
+	struct metrics_server *s;
+	size_t i, len;
+
+	if (r == NULL)
+		return;
+	len = strlen(name);
+	if (len > METRICS_MAX_SERVER_NAME)
+		len = METRICS_MAX_SERVER_NAME;
+	for (i = 0; i < r->nservers; i++)
+		if (strncmp(r->servers[i].name, name, len) == 0 &&
+		    r->servers[i].name[len] == '\0')
+			return;
+	if (r->nservers == r->cap) {
+		/* A route has a handful of servers (CONFIG_MAX_SERVERS). */
+		s = realloc(r->servers, (r->cap + 4) * sizeof(*s));
+		if (s == NULL) {
+			log_warnx("metrics: out of memory for a server");
+			return;
+		}
+		r->servers = s;
+		r->cap += 4;
+	}
+	s = &r->servers[r->nservers++];
+	memcpy(s->name, name, len);
+	s->name[len] = '\0';
+	metrics_escape(s->label, sizeof(s->label), s->name);
+	s->up = up != 0;
+}
+
+void
+metrics_set_collector(void (*cb)(void *), void *arg)
+{
+	reg.collect = cb;
+	reg.collect_arg = arg;
+}
+
+void
 metrics_spool_set(struct metrics_route *r, uint64_t entries,
     uint64_t bytes, int64_t oldest_ms)
 {
@@ -328,6 +391,14 @@ metrics_spool_set(struct metrics_route *r, uint64_t entries,
 	r->spool_entries = entries;
 	r->spool_bytes = bytes;
 	r->spool_oldest_ms = entries != 0 ? oldest_ms : 0;
+}
+
+void
+metrics_spool_event(struct metrics_route *r, enum metrics_spool_ev ev)
+{
+	if (r == NULL || (unsigned)ev >= METRICS_SPOOL_EV_COUNT)
+		return;
+	r->spool_events[ev]++;
 }
 
 void
@@ -462,6 +533,15 @@ metrics_render_routes(struct evbuffer *out, int64_t now_ms)
 		LINE("tlsgate_upstream_connections_idle{route=\"%s\"} %"
 		    PRId64 "\n", r->label, r->up_idle);
 
+	bad |= metrics_family(out, "tlsgate_upstream_server_up", "gauge",
+	    "1 when the server may take new connections, 0 while it is "
+	    "marked down by failed connections or health checks.");
+	EACH_ROUTE
+		for (k = 0; k < r->nservers; k++)
+			LINE("tlsgate_upstream_server_up{route=\"%s\",server="
+			    "\"%s\"} %d\n", r->label, r->servers[k].label,
+			    r->servers[k].up);
+
 	bad |= metrics_family(out, "tlsgate_spool_entries", "gauge",
 	    "Requests queued for store-and-forward.");
 	EACH_ROUTE
@@ -484,6 +564,16 @@ metrics_render_routes(struct evbuffer *out, int64_t now_ms)
 		LINE("tlsgate_spool_oldest_age_seconds{route=\"%s\"} " MS_FMT
 		    "\n", r->label, MS_ARG(age));
 	}
+
+	bad |= metrics_family(out, "tlsgate_spool_events_total", "counter",
+	    "Store-and-forward events: requests queued, refused because the "
+	    "spool was full, replayed (delivered), moved to dead/ and "
+	    "damaged files set aside.");
+	EACH_ROUTE
+		for (k = 0; k < METRICS_SPOOL_EV_COUNT; k++)
+			LINE("tlsgate_spool_events_total{route=\"%s\",event="
+			    "\"%s\"} %" PRIu64 "\n", r->label,
+			    metrics_spool_ev_names[k], r->spool_events[k]);
 #undef EACH_ROUTE
 #undef LINE
 	return bad ? -1 : 0;
@@ -493,11 +583,19 @@ int
 metrics_render(struct evbuffer *out, int64_t now_ms)
 {
 	int64_t last;
+	size_t k;
 	int bad = 0;
 
 	if (now_ms == 0)
 		now_ms = metrics_now_ms();
 	last = reg.last_reload_ms != 0 ? reg.last_reload_ms : reg.start_ms;
+	if (reg.collect != NULL) {
+		for (k = 0; k < reg.nroutes; k++) {
+			reg.routes[k]->up_open = reg.routes[k]->up_idle = 0;
+			reg.routes[k]->nservers = 0;
+		}
+		reg.collect(reg.collect_arg);
+	}
 
 	bad |= metrics_family(out, "tlsgate_build_info", "gauge",
 	    "Always 1; the labels give the versions.");
@@ -533,6 +631,13 @@ metrics_render(struct evbuffer *out, int64_t now_ms)
 	    "counter", "Device connections accepted.");
 	bad |= evbuffer_add_printf(out, "tlsgate_device_connections_total %"
 	    PRIu64 "\n", reg.device_total) < 0;
+	bad |= metrics_family(out, "tlsgate_unrouted_requests_total",
+	    "counter", "Requests no route took (no match, or refused before "
+	    "one could be chosen), by response status class.");
+	for (k = 0; k < METRICS_NCLASSES; k++)
+		bad |= evbuffer_add_printf(out, "tlsgate_unrouted_requests_total"
+		    "{class=\"%s\"} %" PRIu64 "\n", metrics_class_names[k],
+		    reg.unrouted[k]) < 0;
 	bad |= metrics_render_routes(out, now_ms);
 	if (bad)
 		log_warnx("metrics: out of memory while rendering");

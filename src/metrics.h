@@ -36,6 +36,8 @@ struct event_base;
 #define METRICS_MAX_ROUTES     1024
 /* Longest route name, in bytes. */
 #define METRICS_MAX_ROUTE_NAME 255
+/* Longest server name ("host:port", "[v6]:port") kept; longer are cut. */
+#define METRICS_MAX_SERVER_NAME 270
 
 /* The endpoint: connections served at a time (the listener stops
    accepting while this many are open), bytes of request head, and the
@@ -108,6 +110,13 @@ struct metrics_route *metrics_route(const char *name);
 void metrics_request(struct metrics_route *r, int status,
     uint64_t duration_us);
 
+/**
+ * Counts one finished request that no route took (no route matched: 404;
+ * or the head was refused before a route could be chosen: 400, 408, 414,
+ * 431, 501, 505), by the class of its status as metrics_request() does.
+ */
+void metrics_request_unrouted(int status);
+
 /** Adds bytes received from (`in`) and sent to (`out`) the uplink, TLS
     records and handshakes included. */
 void metrics_uplink_bytes(struct metrics_route *r, uint64_t in,
@@ -128,12 +137,47 @@ void metrics_upstream_error(struct metrics_route *r, enum metrics_uperr kind);
 void metrics_upstream_conns(struct metrics_route *r, int open, int idle);
 
 /**
+ * Sets the function metrics_render() calls before it renders, with
+ * `arg`, to refresh the gauges that are cheaper to read than to track:
+ * when one is set, every route's upstream connection gauges are zeroed
+ * first and `cb` adds the current figures with metrics_upstream_conns().
+ * NULL removes it (the gauges then keep what the deltas made them).
+ */
+void metrics_set_collector(void (*cb)(void *), void *arg);
+
+/**
+ * For a collector: records that server `name` ("host:port") of route `r`
+ * is up (`up` 1) or down (0) now, shown as tlsgate_upstream_server_up.
+ * The list of each route is emptied before the collector runs; a name
+ * already recorded for `r` in this collection keeps its first value (a
+ * collector gives the configuration in force first).  A name longer than
+ * METRICS_MAX_SERVER_NAME is cut; when memory runs out the server is
+ * left out.
+ */
+void metrics_upstream_server(struct metrics_route *r, const char *name,
+    int up);
+
+/**
  * Sets the store-and-forward gauges of `r`: entries queued, their bytes
  * on disk, and the arrival time of the oldest (wall clock ms since the
  * epoch; ignored when `entries` is 0).  The age is computed when rendered.
  */
 void metrics_spool_set(struct metrics_route *r, uint64_t entries,
     uint64_t bytes, int64_t oldest_ms);
+
+/** Store-and-forward events (label event= of tlsgate_spool_events_total). */
+enum metrics_spool_ev {
+	METRICS_SPOOL_QUEUED = 0, /* a request was queued (device got 202) */
+	METRICS_SPOOL_FULL,       /* refused: spool full (device got 503) */
+	METRICS_SPOOL_REPLAYED,   /* an entry was delivered (upstream 2xx) */
+	METRICS_SPOOL_DEAD,       /* an entry was moved to dead/ */
+	METRICS_SPOOL_CORRUPT,    /* a damaged file was moved to corrupt/ */
+	METRICS_SPOOL_EV_COUNT
+};
+
+/** Counts one store-and-forward event of `r`; an out-of-range ev is
+    ignored. */
+void metrics_spool_event(struct metrics_route *r, enum metrics_spool_ev ev);
 
 /** Counts a device connection accepted: open gauge and total counter. */
 void metrics_device_opened(void);

@@ -26,10 +26,14 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #include "config.h"
+#include "headers.h"
 #include "http1.h"
 #include "log.h"
+#include "metrics.h"
+#include "offline.h"
 #include "proxy.h"
 #include "transport.h"
 #include "upstream.h"
@@ -53,6 +57,18 @@ enum timer_mode {
 	TIMER_HEAD,     /* header_timeout: 408 */
 	TIMER_IDLE,     /* idle_timeout between requests: close */
 	TIMER_LINGER,   /* PROXY_LINGER after our last byte: close */
+};
+
+/*
+ * Store-and-forward of one request (a POST on an offline_queue route):
+ * its body is read whole before anything goes upstream, so that it can be
+ * queued when the upstream cannot take it.
+ */
+enum session_offline {
+	SESSION_OFFLINE_NONE = 0,
+	SESSION_OFFLINE_COLLECT,   /* reading the body into obody */
+	SESSION_OFFLINE_HELD,      /* body complete: forwarding, may queue */
+	SESSION_OFFLINE_DONE,      /* queued, or refused: no second try */
 };
 
 struct session {
@@ -90,6 +106,8 @@ struct session {
 	struct http1_chunked req_chunk;
 	enum req_state req;
 	int discard;                    /* body read and dropped (no route) */
+	int offline;                    /* enum session_offline */
+	struct evbuffer *obody;         /* the body held for offline_queue */
 	struct evbuffer *head_out;      /* rewritten head, kept for a retry;
 					   NULL between exchanges */
 	int retried;
@@ -108,6 +126,12 @@ struct session {
 	uint64_t wire_rx, wire_tx;   /* TLS bytes of the exchange, uplink */
 	const char *tls;
 	char *err;                      /* why the exchange failed, or NULL */
+	int retry_after;                /* seconds for Retry-After, or 0 */
+
+	/* The metrics entry of mroute_of, looked up once per route the
+	 * connection uses (metrics_route() is a linear search). */
+	const struct route *mroute_of;
+	struct metrics_route *mroute;
 };
 
 TAILQ_HEAD(session_list, session);
@@ -162,6 +186,15 @@ static void session_parse_response(struct session *);
 static void session_response_done(struct session *);
 static void session_upstream_failed(struct session *, const char *, int);
 static void session_release_upstream(struct session *, int);
+static void session_offline_check(struct session *,
+    const struct http1_request *);
+static void session_offline_begin(struct session *);
+static void session_offline_collect(struct session *);
+static void session_offline_held(struct session *);
+static void session_offline_queue(struct session *, const char *);
+static int session_offline_fallback(struct session *, int, const char *);
+static int session_offline_response(struct session *, int);
+static void session_offline_reset(struct session *);
 static void dev_read(struct bufferevent *, void *);
 static void dev_write(struct bufferevent *, void *);
 static void dev_event(struct bufferevent *, short, void *);
@@ -426,6 +459,7 @@ proxy_accept(struct proxy *px, evutil_socket_t fd,
 	s->ups = px->ups;
 	TAILQ_INSERT_TAIL(&px->sessions, s, entry);
 	px->nsessions++;
+	metrics_device_opened();
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	s->se_in = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->se_in == NULL) {
@@ -511,10 +545,12 @@ proxy_add_field(struct evbuffer *out, const struct http1_header *h)
 
 int
 proxy_rewrite_request_head(const struct http1_request *req,
-    const struct route *r, const char *client_ip, struct evbuffer *out)
+    const struct route *r, const char *client_ip, const char *basic,
+    struct evbuffer *out)
 {
 	const unsigned drop = HTTP1_HDR_HOP | HTTP1_HDR_HOST | HTTP1_HDR_CL |
 	    HTTP1_HDR_EXPECT | HTTP1_HDR_VIA | HTTP1_HDR_XFF;
+	const struct http1_header *h;
 	char via[32];
 	size_t i;
 
@@ -524,16 +560,32 @@ proxy_rewrite_request_head(const struct http1_request *req,
 	    evbuffer_add_printf(out, " HTTP/1.1\r\nHost: %s\r\n",
 	    r->host) < 0)
 		return -1;
-	for (i = 0; i < req->nheaders; i++)
-		if (!(req->headers[i].flags & drop) &&
-		    proxy_add_field(out, &req->headers[i]) == -1)
+	for (i = 0; i < req->nheaders; i++) {
+		h = &req->headers[i];
+		if ((h->flags & drop) || !headers_pass(r, h->name.p,
+		    h->name.len))
+			continue;
+		/* The gateway's credentials replace the device's. */
+		if (basic != NULL && http1_str_ieq(h->name, "Authorization"))
+			continue;
+		if (proxy_add_field(out, h) == -1)
 			return -1;
-	/* RFC 9110 §7.6.3: the protocol we received, then our name. */
+	}
+	/* RFC 9110 §7.6.3: the protocol we received, then our name.  The
+	 * route's rules apply to our own fields too (a site may not want
+	 * device addresses to leave the LAN in X-Forwarded-For). */
 	snprintf(via, sizeof(via), "1.%d tlsgate", req->minor);
-	if (proxy_add_list(out, req->headers, req->nheaders, HTTP1_HDR_VIA,
-	    "Via", via) == -1 ||
-	    proxy_add_list(out, req->headers, req->nheaders, HTTP1_HDR_XFF,
-	    "X-Forwarded-For", client_ip) == -1)
+	if ((headers_pass(r, "Via", 3) && proxy_add_list(out, req->headers,
+	    req->nheaders, HTTP1_HDR_VIA, "Via", via) == -1) ||
+	    (headers_pass(r, "X-Forwarded-For", 15) && proxy_add_list(out,
+	    req->headers, req->nheaders, HTTP1_HDR_XFF, "X-Forwarded-For",
+	    client_ip) == -1) ||
+	    headers_append(r, basic != NULL ? "Authorization" : NULL,
+	    out) == -1)
+		return -1;
+	/* RFC 7617 §2; the value is a secret and is never logged. */
+	if (basic != NULL && evbuffer_add_printf(out,
+	    "Authorization: Basic %s\r\n", basic) < 0)
 		return -1;
 	/* Framing is ours (RFC 9112 §6.1: Transfer-Encoding and
 	 * Content-Length are per hop); the body is re-encoded to match. */
@@ -588,6 +640,71 @@ proxy_rewrite_response_head(const struct http1_response *resp,
 			return -1;
 	}
 	return evbuffer_add(out, "\r\n", 2);
+}
+
+enum metrics_uperr
+proxy_uperr_kind(const char *why, int connecting)
+{
+	static const struct {
+		const char *prefix;
+		enum metrics_uperr kind;
+	} kinds[] = {
+		{ "DNS:", METRICS_UPERR_DNS },
+		{ "connect timeout", METRICS_UPERR_TIMEOUT },
+		{ "connect:", METRICS_UPERR_CONNECT },
+		{ "TLS: certificate verify", METRICS_UPERR_VERIFY },
+		{ "upstream timeout", METRICS_UPERR_TIMEOUT },
+		{ "malformed", METRICS_UPERR_PROTOCOL },
+		{ "unexpected 101", METRICS_UPERR_PROTOCOL },
+		{ "upstream closed connection", METRICS_UPERR_RESET },
+	};
+	const char *p = why;
+	size_t i;
+	int pass;
+
+	/* A route with several servers names the server first. */
+	for (pass = 0; pass < 2 && p != NULL; pass++) {
+		for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+			if (strncmp(p, kinds[i].prefix,
+			    strlen(kinds[i].prefix)) == 0)
+				return kinds[i].kind;
+		if (strncmp(p, "TLS:", 4) == 0)
+			return connecting ? METRICS_UPERR_TLS :
+			    METRICS_UPERR_RESET;
+		if ((p = strstr(p, ": ")) != NULL)
+			p += 2;
+	}
+	return connecting ? METRICS_UPERR_CONNECT : METRICS_UPERR_RESET;
+}
+
+/* Adds the uplink connections of one configuration's routes. */
+static void
+proxy_collect_ups(const struct config *cfg, struct upstream **ups)
+{
+	struct metrics_route *mr;
+	const char *name;
+	size_t i, k;
+	int up;
+
+	for (i = 0; i < cfg->nroutes; i++) {
+		mr = metrics_route(cfg->routes[i].name);
+		metrics_upstream_conns(mr, (int)upstream_open(ups[i]),
+		    (int)upstream_idle(ups[i]));
+		for (k = 0; (name = upstream_server(ups[i], k, &up)) != NULL;
+		    k++)
+			metrics_upstream_server(mr, name, up);
+	}
+}
+
+void
+proxy_metrics_collect(void *arg)
+{
+	const struct proxy *px = arg;
+	const struct proxy_gen *g;
+
+	proxy_collect_ups(px->cfg, px->ups);
+	TAILQ_FOREACH(g, &px->retired, entry)
+		proxy_collect_ups(g->cfg, g->ups);
 }
 
 int
@@ -665,14 +782,17 @@ session_close(struct session *s, const char *reason)
 	    reason != NULL ? ": " : "", reason != NULL ? reason : "");
 	TAILQ_REMOVE(&px->sessions, s, entry);
 	px->nsessions--;
+	metrics_device_closed();
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->se_in != NULL)
 		bufferevent_free(s->se_in);
-	upstream_close(s->se_out);
+	/* Counts the uplink bytes of the exchange cut short. */
+	session_release_upstream(s, 0);
 	upstream_close(s->connecting);
 	if (s->head_out != NULL)
 		evbuffer_free(s->head_out);
+	session_offline_reset(s);
 	free(s->err);
 	free(s->path);
 	config_unref(s->cfg);
@@ -700,6 +820,7 @@ session_txn_reset(struct session *s)
 	s->req_body = 0;
 	s->req = REQ_HEAD;
 	s->discard = 0;
+	session_offline_reset(s);
 	/* An idle keep-alive connection holds as little as possible. */
 	if (s->head_out != NULL) {
 		evbuffer_free(s->head_out);
@@ -722,6 +843,7 @@ session_txn_reset(struct session *s)
 	s->wire_rx = s->wire_tx = 0;
 	free(s->err);
 	s->err = NULL;
+	s->retry_after = 0;
 }
 
 /* The access-log line; the format is a contract with the tests. */
@@ -730,11 +852,18 @@ session_txn_log(struct session *s)
 {
 	struct timespec now;
 	char method[PROXY_MAX_METHOD * 4], path[512], err[UPSTREAM_ERRLEN * 4];
-	long long ms;
+	long long ms, us;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	ms = (long long)(now.tv_sec - s->t0.tv_sec) * 1000 +
-	    (now.tv_nsec - s->t0.tv_nsec) / 1000000;
+	us = (long long)(now.tv_sec - s->t0.tv_sec) * 1000000 +
+	    (now.tv_nsec - s->t0.tv_nsec) / 1000;
+	if (us < 0)
+		us = 0;
+	ms = us / 1000;
+	if (s->route != NULL)
+		metrics_request(s->mroute, s->status, (uint64_t)us);
+	else
+		metrics_request_unrouted(s->status);
 	log_escape(method, sizeof(method), s->method, strlen(s->method));
 	if (s->path != NULL)
 		log_escape(path, sizeof(path), s->path, strlen(s->path));
@@ -803,6 +932,10 @@ session_take_reload(struct session *s)
 		return;
 	s->cfg = config_ref(s->px->cfg);
 	s->ups = s->px->ups;
+	/* A route of the new configuration may live where one of the old
+	 * did: look its metrics entry up again. */
+	s->mroute_of = NULL;
+	s->mroute = NULL;
 	config_unref(old);
 	proxy_gc(s->px);
 }
@@ -941,6 +1074,8 @@ session_error(struct session *s, int status, const char *why,
 	char body[UPSTREAM_ERRLEN + 64];
 	int n;
 
+	if (session_offline_fallback(s, status, why))
+		return;
 	session_set_err(s, why, 0);
 	if (s->resp_started) {
 		/* Part of a response went out: only closing can tell the
@@ -973,9 +1108,13 @@ session_error(struct session *s, int status, const char *why,
 		body[n - 1] = '\n';
 	}
 	out_printf(s, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-	    "Content-Length: %d\r\n%s\r\n", status, http1_reason(status), n,
+	    "Content-Length: %d\r\n%s", status, http1_reason(status), n,
 	    close_conn ? "Connection: close\r\n" :
 	    (s->minor == 0 ? "Connection: keep-alive\r\n" : ""));
+	/* RFC 9110 §10.2.3: when a 503 is expected to end. */
+	if (s->retry_after > 0)
+		out_printf(s, "Retry-After: %d\r\n", s->retry_after);
+	out_add(s, "\r\n", 2);
 	if (!s->head_req)
 		out_add(s, body, (size_t)n);
 	if (close_conn) {
@@ -1001,6 +1140,7 @@ session_release_upstream(struct session *s, int reuse)
 	if (s->se_out == NULL)
 		return;
 	upstream_exchange_bytes(s->se_out, &s->wire_rx, &s->wire_tx);
+	metrics_uplink_bytes(s->mroute, s->wire_rx, s->wire_tx);
 	bufferevent_setcb(upstream_bev(s->se_out), NULL, NULL, NULL, NULL);
 	if (reuse && !s->px->stopping)
 		upstream_release(s->se_out);
@@ -1026,15 +1166,33 @@ session_allowed(const struct session *s)
 	return config_allowed(s->route, (const struct sockaddr *)&ss);
 }
 
+/* headers_credentials() for the request being parsed; the device's
+ * address is asked of the socket only for a route that maps devices. */
+static int
+session_credentials(const struct session *s, const struct http1_request *req,
+    char *basic, size_t basiclen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	const struct sockaddr *peer = NULL;
+
+	if (s->route->device_credentials_dir != NULL &&
+	    getpeername(bufferevent_getfd(s->se_in), (struct sockaddr *)&ss,
+	    &len) == 0)
+		peer = (const struct sockaddr *)&ss;
+	return headers_credentials(s->route, req, peer, basic, basiclen);
+}
+
 static void
 session_parse_head(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->se_in);
 	struct http1_request req;
-	char ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN], basic[HEADERS_MAX_BASIC];
 	size_t len, n, max;
 	const char *p, *q;
 	long rc;
+	int auth;
 
 	if ((len = evbuffer_get_length(in)) == 0)
 		return;
@@ -1086,9 +1244,13 @@ session_parse_head(struct session *s)
 
 	s->route = config_match(s->cfg, (const struct sockaddr *)&s->listen,
 	    sizeof(s->listen), req.host.p, req.host.len, req.path.p, n);
-	if (s->route != NULL)
+	if (s->route != NULL) {
 		s->up = s->ups[s->route - s->cfg->routes];
-	else {
+		if (s->mroute_of != s->route) {
+			s->mroute = metrics_route(s->route->name);
+			s->mroute_of = s->route;
+		}
+	} else {
 		/* Without a route the body is read and dropped, so that the
 		 * connection can go on; unless it is too large or the
 		 * device waits for 100 Continue (RFC 9110 §10.1.1). */
@@ -1115,14 +1277,30 @@ session_parse_head(struct session *s)
 		session_error(s, 413, NULL, 1);
 		return;
 	}
+	if ((auth = session_credentials(s, &req, basic, sizeof(basic))) ==
+	    -1) {
+		/* Our own file is broken: not the device's fault, nor the
+		 * cloud's.  Nothing of the body is read. */
+		evbuffer_drain(in, (size_t)rc);
+		session_error(s, 500, "device credentials unusable", 1);
+		return;
+	}
 	session_client_ip(s, ip, sizeof(ip));
 	if ((s->head_out == NULL && (s->head_out = evbuffer_new()) == NULL) ||
-	    proxy_rewrite_request_head(&req, s->route, ip, s->head_out) == -1) {
+	    proxy_rewrite_request_head(&req, s->route, ip,
+	    auth == HEADERS_AUTH_SET ? basic : NULL, s->head_out) == -1) {
+		OPENSSL_cleanse(basic, sizeof(basic));
 		session_close(s, "out of memory");
 		return;
 	}
+	OPENSSL_cleanse(basic, sizeof(basic));
+	session_offline_check(s, &req);
 	/* The slices of `req` point into `in`: drain only now. */
 	evbuffer_drain(in, (size_t)rc);
+	if (s->offline != SESSION_OFFLINE_NONE) {
+		session_offline_begin(s);
+		return;
+	}
 	if (s->req == REQ_BODY)
 		s->req = REQ_WAIT_UP;
 	session_start_upstream(s);
@@ -1135,6 +1313,13 @@ session_start_upstream(struct session *s)
 	struct upconn *c;
 	char err[UPSTREAM_ERRLEN];
 
+	if (upstream_healthy(s->up) == 0) {
+		/* RFC 9110 §15.6.4: the health checks say when to come
+		 * back; nothing is tried meanwhile. */
+		s->retry_after = s->route->health_interval;
+		session_error(s, 503, "all servers down", 0);
+		return;
+	}
 	if (!s->retried && (c = upstream_get(s->up)) != NULL) {
 		session_attach(s, c);
 		return;
@@ -1144,6 +1329,7 @@ session_start_upstream(struct session *s)
 	if (s->connecting == NULL) {
 		log_warnx("route %s: %s: %s", s->route->name,
 		    upstream_name(s->up), err);
+		metrics_upstream_error(s->mroute, proxy_uperr_kind(err, 1));
 		session_error(s, 502, err, 0);
 	}
 }
@@ -1172,6 +1358,8 @@ session_attach(struct session *s, struct upconn *c)
 
 	s->se_out = c;
 	s->tls = upstream_tls_mode(c);
+	if (!upstream_reused(c))
+		metrics_handshake(s->mroute, strcmp(s->tls, "resumed") == 0);
 	bufferevent_setcb(bev, up_read, up_write, up_event, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, proxy_read_high(s->cfg));
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
@@ -1216,6 +1404,10 @@ session_pump_request(struct session *s)
 	size_t n, used, off, dlen;
 	uint64_t max = s->cfg->max_body_size;
 
+	if (s->offline == SESSION_OFFLINE_COLLECT) {
+		session_offline_collect(s);
+		return;
+	}
 	if (!s->discard) {
 		if (s->se_out == NULL)
 			return;
@@ -1318,12 +1510,17 @@ session_request_done(struct session *s)
 static void
 session_upstream_failed(struct session *s, const char *why, int timeout)
 {
-	int retry;
+	int retry, connecting = s->se_out == NULL;
 
 	retry = s->se_out != NULL && upstream_reused(s->se_out) &&
 	    !s->retried && !s->up_bytes && !timeout &&
 	    s->req_framing == HTTP1_BODY_NONE && s->req == REQ_DONE &&
 	    proxy_idempotent(s->method);
+	/* A pooled connection the server closed while idle is expected,
+	 * and the retry hides it: not a failure. */
+	if (!retry)
+		metrics_upstream_error(s->mroute, timeout ?
+		    METRICS_UPERR_TIMEOUT : proxy_uperr_kind(why, connecting));
 	session_release_upstream(s, 0);
 	if (retry) {
 		log_debug("session %s: reused connection failed (%s), "
@@ -1366,6 +1563,8 @@ session_parse_response(struct session *s)
 		if (rc < 0) {
 			log_warnx("route %s: malformed response from %s",
 			    s->route->name, upstream_name(s->up));
+			metrics_upstream_error(s->mroute,
+			    METRICS_UPERR_PROTOCOL);
 			session_release_upstream(s, 0);
 			session_error(s, 502, "malformed response", 0);
 			return;
@@ -1373,6 +1572,8 @@ session_parse_response(struct session *s)
 		if (resp.status < 200) {
 			if (resp.status == 101) {
 				/* We never forward Upgrade. */
+				metrics_upstream_error(s->mroute,
+				    METRICS_UPERR_PROTOCOL);
 				session_release_upstream(s, 0);
 				session_error(s, 502, "unexpected 101", 0);
 				return;
@@ -1393,6 +1594,8 @@ session_parse_response(struct session *s)
 			evbuffer_drain(in, (size_t)rc);
 			continue;
 		}
+		if (session_offline_response(s, resp.status))
+			return;
 		s->status = resp.status;
 		s->resp_framing = resp.framing;
 		s->resp_left = resp.content_length;
@@ -1468,6 +1671,7 @@ session_pump_response(struct session *s)
 			log_warnx("route %s: %s: upstream closed connection "
 			    "during the response", s->route->name,
 			    upstream_name(s->up));
+			metrics_upstream_error(s->mroute, METRICS_UPERR_RESET);
 			session_close(s, "upstream closed connection");
 			return;
 		}
@@ -1498,6 +1702,8 @@ session_pump_response(struct session *s)
 			    v.iov_len, &used, &off, &dlen);
 			if (st == HTTP1_CHUNK_ERROR) {
 				/* The device must not see an end: close. */
+				metrics_upstream_error(s->mroute,
+				    METRICS_UPERR_PROTOCOL);
 				session_close(s, "malformed chunked response");
 				return;
 			}
@@ -1536,6 +1742,268 @@ session_response_done(struct session *s)
 		s->req = REQ_DONE;
 	}
 	session_txn_finish(s);
+}
+
+/* ---- store-and-forward (offline_queue) ---- */
+
+/* Marks a request the offline queue may take (offline_eligible()); only
+ * while the slices of `req` are valid. */
+static void
+session_offline_check(struct session *s, const struct http1_request *req)
+{
+	if (s->route->offline_queue && offline_enabled(s->route) &&
+	    offline_eligible(s->route, req->method.p, req->method.len,
+	    req->path.p, req->path.len, req->framing, req->content_length,
+	    s->cfg->max_body_size))
+		s->offline = SESSION_OFFLINE_COLLECT;
+}
+
+/* Starts reading the held body; nothing goes upstream meanwhile. */
+static void
+session_offline_begin(struct session *s)
+{
+	if ((s->obody = evbuffer_new()) == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	/* RFC 9110 §10.1.1: the body is ours to read now, whatever the
+	 * upstream will say; the Expect itself is not forwarded. */
+	if (s->expect)
+		out_printf(s, "HTTP/1.1 100 Continue\r\n\r\n");
+	session_pump_request(s);
+}
+
+/*
+ * Reads the body into obody, up to offline_max_body(): a larger chunked
+ * body gets 413 (one with a larger Content-Length is not held at all).
+ */
+static void
+session_offline_collect(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->se_in);
+	struct evbuffer_iovec v;
+	enum http1_chunk_status st;
+	size_t n, used, off, dlen;
+	uint64_t max = offline_max_body(s->cfg->max_body_size);
+
+	session_in_timeouts(s, 1);
+	while (s->req == REQ_BODY) {
+		if (s->req_framing == HTTP1_BODY_LENGTH) {
+			if (s->req_left == 0) {
+				session_offline_held(s);
+				return;
+			}
+			if ((n = evbuffer_get_length(in)) == 0)
+				return;
+			if (n > s->req_left)
+				n = (size_t)s->req_left;
+			if (evbuffer_remove_buffer(in, s->obody, n) != (int)n) {
+				session_close(s, "out of memory");
+				return;
+			}
+			s->req_left -= n;
+			s->req_body += n;
+			s->bytes_in += n;
+			continue;
+		}
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			return;
+		st = http1_chunked_feed(&s->req_chunk, v.iov_base, v.iov_len,
+		    &used, &off, &dlen);
+		if (st == HTTP1_CHUNK_ERROR) {
+			s->offline = SESSION_OFFLINE_DONE;
+			session_error(s, 400, NULL, 1);
+			return;
+		}
+		if (st == HTTP1_CHUNK_DATA) {
+			s->req_body += dlen;
+			if (s->req_body > max) {
+				s->offline = SESSION_OFFLINE_DONE;
+				session_error(s, 413, NULL, 1);
+				return;
+			}
+			if (evbuffer_add(s->obody, (char *)v.iov_base + off,
+			    dlen) == -1) {
+				session_close(s, "out of memory");
+				return;
+			}
+		}
+		evbuffer_drain(in, used);
+		s->bytes_in += used;
+		if (st == HTTP1_CHUNK_DONE) {
+			session_offline_held(s);
+			return;
+		}
+	}
+}
+
+/*
+ * The whole body is here.  While entries wait, a new one queues behind
+ * them (arrival order); otherwise it goes upstream with its body, and a
+ * failure to reach the upstream queues it (session_offline_fallback(),
+ * session_offline_response()).
+ */
+static void
+session_offline_held(struct session *s)
+{
+	size_t len = evbuffer_get_length(s->obody);
+	int rc = 0;
+
+	s->req = REQ_DONE;
+	s->offline = SESSION_OFFLINE_HELD;
+	session_in_timeouts(s, 0);
+	if (offline_backlog(s->route)) {
+		session_offline_queue(s, "queue not empty");
+		return;
+	}
+	/* The head says how the body is framed; send it the same way. */
+	if (s->req_framing == HTTP1_BODY_CHUNKED) {
+		if (len > 0)
+			rc |= evbuffer_add_printf(s->head_out, "%zx\r\n", len) <
+			    0 || evbuffer_add(s->head_out, evbuffer_pullup(
+			    s->obody, (ssize_t)len), len) == -1 ||
+			    evbuffer_add(s->head_out, "\r\n", 2) == -1;
+		rc |= evbuffer_add(s->head_out, "0\r\n\r\n", 5) == -1;
+	} else if (len > 0)
+		rc |= evbuffer_add(s->head_out, evbuffer_pullup(s->obody,
+		    (ssize_t)len), len) == -1;
+	if (rc) {
+		session_close(s, "out of memory");
+		return;
+	}
+	session_start_upstream(s);
+}
+
+/*
+ * Queues the held request and answers 202 with its id, or 503 when the
+ * spool is full (Retry-After: offline_full_retry_after()) or failed.
+ * The spool keeps the head as rewritten for the upstream, minus the
+ * request line and the framing, which the sender writes itself.
+ */
+static void
+session_offline_queue(struct session *s, const char *why)
+{
+	struct spool_entry_in e;
+	struct evbuffer_ptr end;
+	struct evbuffer *hdrs = NULL;
+	const char *h, *p, *eol, *sp1, *sp2;
+	char id[SPOOL_ID_SIZE], msg[UPSTREAM_ERRLEN];
+	size_t hlen, n;
+	int rc = -1, keep;
+
+	s->offline = SESSION_OFFLINE_DONE;
+	memset(&e, 0, sizeof(e));
+	/* The head ends at the first empty line; the body may follow. */
+	end = evbuffer_search(s->head_out, "\r\n\r\n", 4, NULL);
+	if (end.pos < 0 || (hdrs = evbuffer_new()) == NULL ||
+	    (h = (const char *)evbuffer_pullup(s->head_out,
+	    end.pos + 4)) == NULL)
+		goto out;
+	hlen = (size_t)end.pos + 2;
+	/* "METHOD SP path SP HTTP/1.1 CRLF", as we wrote it. */
+	if ((eol = memchr(h, '\n', hlen)) == NULL ||
+	    (sp1 = memchr(h, ' ', (size_t)(eol - h))) == NULL ||
+	    (sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1))) == NULL)
+		goto out;
+	for (p = eol + 1; p < h + hlen; p += n) {
+		eol = memchr(p, '\n', (size_t)(h + hlen - p));
+		n = eol != NULL ? (size_t)(eol - p) + 1 : (size_t)(h + hlen - p);
+		/* RFC 9112 §6.1: framing is per hop; the sender sets it. */
+		if ((n >= 15 && strncasecmp(p, "Content-Length:", 15) == 0) ||
+		    (n >= 18 && strncasecmp(p, "Transfer-Encoding:", 18) == 0))
+			continue;
+		if (evbuffer_add(hdrs, p, n) == -1)
+			goto out;
+	}
+	e.method = h;
+	e.method_len = (size_t)(sp1 - h);
+	e.path = sp1 + 1;
+	e.path_len = (size_t)(sp2 - sp1 - 1);
+	e.headers_len = evbuffer_get_length(hdrs);
+	e.headers = (const char *)evbuffer_pullup(hdrs, -1);
+	e.body_len = evbuffer_get_length(s->obody);
+	e.body = evbuffer_pullup(s->obody, -1);
+	rc = offline_put(s->route, &e, id);
+out:
+	if (hdrs != NULL)
+		evbuffer_free(hdrs);
+	if (rc != 0) {
+		if (rc == SPOOL_FULL)
+			s->retry_after = offline_full_retry_after(s->route);
+		session_error(s, 503, rc == SPOOL_FULL ?
+		    "offline queue full" : "offline queue failed", 0);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "queued %s (%s)", id, why);
+	session_set_err(s, msg, 1);
+	session_timer_set(s, TIMER_NONE, 0);
+	s->status = 202;
+	s->resp_started = 1;
+	s->resp = RESP_DONE;
+	session_release_upstream(s, 0);
+	upstream_close(s->connecting);
+	s->connecting = NULL;
+	keep = s->keep_alive && !s->px->stopping;
+	s->dev_keep = keep;
+	/* RFC 9110 §15.3.3: accepted for processing, not yet processed;
+	 * the id is the one the upstream will see (OFFLINE_ID_HEADER). */
+	out_printf(s, "HTTP/1.1 202 Accepted\r\n" OFFLINE_ID_HEADER ": %s\r\n"
+	    "Content-Length: 0\r\n%s\r\n", id, !keep ? "Connection: close\r\n" :
+	    (s->minor == 0 ? "Connection: keep-alive\r\n" : ""));
+	session_txn_finish(s);
+}
+
+/*
+ * From session_error(): a held request that could not reach the upstream
+ * (502: connect, TLS, reset or a broken response; 503: all servers down)
+ * is queued instead.  A 504 (no answer within upstream_timeout) is not:
+ * the upstream may have taken it, and the device decides.
+ * Returns 1 when the request was taken over.
+ */
+static int
+session_offline_fallback(struct session *s, int status, const char *why)
+{
+	char msg[UPSTREAM_ERRLEN];
+
+	if (s->offline != SESSION_OFFLINE_HELD || s->resp_started ||
+	    (status != 502 && status != 503))
+		return 0;
+	snprintf(msg, sizeof(msg), "%s", why != NULL ? why : "upstream "
+	    "failed");
+	session_offline_queue(s, msg);
+	return 1;
+}
+
+/*
+ * A final response head arrived for s: the upstream is reachable (the
+ * sender may stop waiting), or, for a held request answered 502, 503 or
+ * 504, the request is queued and the response dropped with its
+ * connection.  Returns 1 when the request was taken over.
+ */
+static int
+session_offline_response(struct session *s, int status)
+{
+	char why[32];
+
+	if (status < 500)
+		offline_kick(s->route);
+	if (s->offline != SESSION_OFFLINE_HELD ||
+	    !offline_status_queues(status))
+		return 0;
+	session_release_upstream(s, 0);
+	snprintf(why, sizeof(why), "upstream answered %d", status);
+	session_offline_queue(s, why);
+	return 1;
+}
+
+/* Drops what a request held; between exchanges and at close. */
+static void
+session_offline_reset(struct session *s)
+{
+	if (s->obody != NULL)
+		evbuffer_free(s->obody);
+	s->obody = NULL;
+	s->offline = SESSION_OFFLINE_NONE;
 }
 
 /* ---- device side callbacks ---- */
@@ -1674,6 +2142,7 @@ up_event(struct bufferevent *bev, short what, void *arg)
 		 * no final chunk, no more bytes; it sees the close. */
 		log_warnx("route %s: %s: %s during the response",
 		    s->route->name, upstream_name(s->up), err);
+		metrics_upstream_error(s->mroute, proxy_uperr_kind(err, 0));
 		session_set_err(s, err, 1);
 		session_close(s, err);
 		return;

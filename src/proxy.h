@@ -14,6 +14,8 @@
 
 #include <event2/util.h>
 
+#include "metrics.h"
+
 struct config;
 struct event_base;
 struct evbuffer;
@@ -99,12 +101,17 @@ int proxy_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
  * "METHOD path HTTP/1.1", "Host: <r->host>", the device's fields except
  * hop-by-hop ones, Host, Content-Length and Expect, one Via with
  * "1.x tlsgate" appended (RFC 9110 §7.6.3), one X-Forwarded-For with
- * `client_ip` appended, then the framing (Content-Length or
+ * `client_ip` appended, then the route's header rules (a field named by
+ * `remove_header` or `set_header` is left out, Via and X-Forwarded-For
+ * included; the `set_header` fields follow), then, when `basic` is not
+ * NULL, "Authorization: Basic <basic>" in place of any the device or a
+ * `set_header` line gave, then the framing (Content-Length or
  * Transfer-Encoding: chunked) and the empty line.  Returns 0, or -1 when
  * out of memory.
  */
 int proxy_rewrite_request_head(const struct http1_request *req,
-    const struct route *r, const char *client_ip, struct evbuffer *out);
+    const struct route *r, const char *client_ip, const char *basic,
+    struct evbuffer *out);
 
 /* Flags of proxy_rewrite_response_head(). */
 #define PROXY_RESP_CHUNKED 0x01  /* we re-encode the body as chunked */
@@ -122,6 +129,26 @@ int proxy_rewrite_request_head(const struct http1_request *req,
  */
 int proxy_rewrite_response_head(const struct http1_response *resp,
     unsigned flags, struct evbuffer *out);
+
+/**
+ * The metrics kind of an upstream failure described by `why` (a reason
+ * from upstream.c, a transport, or the proxy: "DNS: ...", "connect: ...",
+ * "connect timeout", "TLS: certificate verify failed: ...", "TLS: ...",
+ * "upstream timeout", "malformed response", "upstream closed
+ * connection"); `connecting` is 1 while the connection was being opened
+ * (a TLS failure then is a handshake failure, otherwise the connection
+ * broke: reset).  A reason that names a server first ("host:port: ...")
+ * is classified by what follows.
+ */
+enum metrics_uperr proxy_uperr_kind(const char *why, int connecting);
+
+/**
+ * For metrics_set_collector(): adds the open and idle uplink connections
+ * of every route of the proxy `arg` (current and older configurations
+ * still in use) to the routes' gauges, and records whether each server
+ * is up (the configuration in force first).
+ */
+void proxy_metrics_collect(void *arg);
 
 /**
  * 1 when `method` is idempotent (RFC 9110 §9.2.2: GET, HEAD, OPTIONS,

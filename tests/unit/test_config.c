@@ -1163,7 +1163,13 @@ test_credentials(void **state)
 	assert_string_equal(cfg->routes[0].credentials_basic,
 	    "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
 	config_unref(cfg);
+	cfg = expect_ok(ROUTE "device_credentials_dir = %d\n");
+	assert_string_equal(cfg->routes[0].device_credentials_dir, dir);
+	config_unref(cfg);
 	unsetenv("CREDENTIALS_DIRECTORY");
+	expect_error(ROUTE "device_credentials_dir = %d/\n",
+	    NAME ":4: device_credentials_dir: %d/: $CREDENTIALS_DIRECTORY is "
+	    "not set (%d/ is for a service with LoadCredential=)");
 	expect_error(ROUTE "credentials_file = %d/cloud\n",
 	    NAME ":4: credentials_file: %d/cloud: $CREDENTIALS_DIRECTORY is "
 	    "not set (%d/ is for a service with LoadCredential=)");

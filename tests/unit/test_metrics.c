@@ -450,6 +450,7 @@ struct route_exp {
 	int64_t open, idle;
 	uint64_t spool, spool_bytes;
 	const char *age;
+	uint64_t spool_ev[METRICS_SPOOL_EV_COUNT];
 };
 
 static void
@@ -463,6 +464,8 @@ expect_route_samples(char **s, size_t *len, const struct route_exp *e,
 	    "+Inf" };
 	static const char *const kinds[] = { "dns", "connect", "tls",
 	    "verify", "timeout", "protocol", "reset" };
+	static const char *const spool_ev[METRICS_SPOOL_EV_COUNT] = {
+	    "queued", "full", "replayed", "dead", "corrupt" };
 	size_t i, k;
 
 	for (i = 0; i < n; i++)
@@ -516,6 +519,11 @@ expect_route_samples(char **s, size_t *len, const struct route_exp *e,
 	for (i = 0; i < n; i++)
 		add(s, len, "tlsgate_spool_oldest_age_seconds{route=\"%s\"} "
 		    "%s\n", e[i].label, e[i].age);
+	for (i = 0; i < n; i++)
+		for (k = 0; k < METRICS_SPOOL_EV_COUNT; k++)
+			add(s, len, "tlsgate_spool_events_total{route=\"%s\","
+			    "event=\"%s\"} %" PRIu64 "\n", e[i].label,
+			    spool_ev[k], e[i].spool_ev[k]);
 }
 
 static void
@@ -538,6 +546,7 @@ test_render_exact(void **state)
 			.errs = { 1, 0, 0, 2, 0, 0, 1 },
 			.open = 1, .idle = 1,
 			.spool = 3, .spool_bytes = 4096, .age = "60.500",
+			.spool_ev = { 2, 0, 1, 0, 0 },
 		},
 		{
 			.label = "beta", .configured = 1, .sum = "0.000000",
@@ -552,6 +561,7 @@ test_render_exact(void **state)
 		{ "tlsgate_config_last_reload_timestamp_seconds", "gauge" },
 		{ "tlsgate_device_connections_open", "gauge" },
 		{ "tlsgate_device_connections_total", "counter" },
+		{ "tlsgate_unrouted_requests_total", "counter" },
 		{ "tlsgate_route_configured", "gauge" },
 		{ "tlsgate_requests_total", "counter" },
 		{ "tlsgate_request_duration_seconds", "histogram" },
@@ -560,9 +570,11 @@ test_render_exact(void **state)
 		{ "tlsgate_upstream_errors_total", "counter" },
 		{ "tlsgate_upstream_connections_open", "gauge" },
 		{ "tlsgate_upstream_connections_idle", "gauge" },
+		{ "tlsgate_upstream_server_up", "gauge" },
 		{ "tlsgate_spool_entries", "gauge" },
 		{ "tlsgate_spool_bytes", "gauge" },
 		{ "tlsgate_spool_oldest_age_seconds", "gauge" },
+		{ "tlsgate_spool_events_total", "counter" },
 	};
 	char line[256];
 	const char *p;
@@ -596,6 +608,10 @@ test_render_exact(void **state)
 	metrics_upstream_conns(a, 2, 1);
 	metrics_upstream_conns(a, -1, 0);
 	metrics_spool_set(a, 3, 4096, T0 + 1000);
+	metrics_spool_event(a, METRICS_SPOOL_QUEUED);
+	metrics_spool_event(a, METRICS_SPOOL_QUEUED);
+	metrics_spool_event(a, METRICS_SPOOL_REPLAYED);
+	metrics_spool_event(a, METRICS_SPOOL_EV_COUNT);     /* ignored */
 	/* An oldest time without entries shows no age. */
 	metrics_spool_set(b, 0, 0, T0);
 	metrics_device_opened();
@@ -604,6 +620,11 @@ test_render_exact(void **state)
 	metrics_device_closed();
 	metrics_reload(0, T0 + 5000);
 	metrics_reload(1, T0 + 7250);
+	metrics_request_unrouted(404);
+	metrics_request_unrouted(404);
+	metrics_request_unrouted(400);
+	metrics_request_unrouted(0);
+	metrics_request_unrouted(700);
 
 	text = render(T0 + 61500);
 
@@ -619,6 +640,18 @@ test_render_exact(void **state)
 	    "1700000007.373\n");
 	add(&want, &len, "tlsgate_device_connections_open 2\n");
 	add(&want, &len, "tlsgate_device_connections_total 3\n");
+	add(&want, &len, "tlsgate_unrouted_requests_total{class=\"none\"} "
+	    "2\n");
+	add(&want, &len, "tlsgate_unrouted_requests_total{class=\"1xx\"} "
+	    "0\n");
+	add(&want, &len, "tlsgate_unrouted_requests_total{class=\"2xx\"} "
+	    "0\n");
+	add(&want, &len, "tlsgate_unrouted_requests_total{class=\"3xx\"} "
+	    "0\n");
+	add(&want, &len, "tlsgate_unrouted_requests_total{class=\"4xx\"} "
+	    "3\n");
+	add(&want, &len, "tlsgate_unrouted_requests_total{class=\"5xx\"} "
+	    "0\n");
 	expect_route_samples(&want, &len, e, 2);
 	got = samples_of(text);
 	assert_string_equal(got, want);
@@ -652,6 +685,91 @@ test_render_exact(void **state)
 	assert_true(sample(text, "tlsgate_device_connections_open") == 0);
 	assert_true(sample(text,
 	    "tlsgate_config_reloads_total{result=\"failed\"}") == 1);
+	free(text);
+	metrics_free();
+}
+
+/* What a collector adds replaces the gauges' previous values. */
+static int collect_calls;
+static char long_server[METRICS_MAX_SERVER_NAME + 31];
+
+static void
+collect(void *arg)
+{
+	struct metrics_route *r = arg;
+
+	collect_calls++;
+	metrics_upstream_conns(r, 3, 2);
+	metrics_upstream_conns(r, 1, 0);
+	metrics_upstream_conns(NULL, 5, 5);
+	metrics_upstream_server(r, "10.0.0.1:443", 1);
+	metrics_upstream_server(r, "[2001:db8::1]:8443", 0);
+	/* A second generation's view of a server: the first one stands. */
+	metrics_upstream_server(r, "10.0.0.1:443", 0);
+	metrics_upstream_server(NULL, "10.0.0.9:443", 1);
+	metrics_upstream_server(r, long_server, 1);
+}
+
+static void
+test_collector(void **state)
+{
+	const char *names[] = { "c", "d" };
+	struct metrics_route *c;
+	char *text;
+
+	(void)state;
+	metrics_init(T0);
+	assert_int_equal(metrics_routes_set(names, 2), 0);
+	assert_non_null(c = metrics_route("c"));
+	metrics_upstream_conns(c, 7, 7);
+	metrics_upstream_conns(metrics_route("d"), 9, 9);
+	collect_calls = 0;
+	memset(long_server, 'h', sizeof(long_server) - 1);
+	metrics_set_collector(collect, c);
+	text = render(T0);
+	assert_int_equal(collect_calls, 1);
+	assert_true(sample(text,
+	    "tlsgate_upstream_connections_open{route=\"c\"}") == 4);
+	assert_true(sample(text,
+	    "tlsgate_upstream_connections_idle{route=\"c\"}") == 2);
+	/* Not collected: zero, not the stale 9. */
+	assert_true(sample(text,
+	    "tlsgate_upstream_connections_open{route=\"d\"}") == 0);
+	assert_true(sample(text, "tlsgate_upstream_server_up{route=\"c\","
+	    "server=\"10.0.0.1:443\"}") == 1);
+	assert_true(sample(text, "tlsgate_upstream_server_up{route=\"c\","
+	    "server=\"[2001:db8::1]:8443\"}") == 0);
+	assert_null(strstr(text, "route=\"d\",server="));
+	assert_null(strstr(text, "10.0.0.9"));
+	{
+		/* A longer name is cut to METRICS_MAX_SERVER_NAME. */
+		char series[METRICS_MAX_SERVER_NAME + 64];
+
+		snprintf(series, sizeof(series), "tlsgate_upstream_server_up{"
+		    "route=\"c\",server=\"%.*s\"}", METRICS_MAX_SERVER_NAME,
+		    long_server);
+		assert_true(sample(text, series) == 1);
+	}
+	free(text);
+	/* Each render collects afresh: no accumulation. */
+	text = render(T0);
+	assert_int_equal(collect_calls, 2);
+	assert_true(sample(text,
+	    "tlsgate_upstream_connections_open{route=\"c\"}") == 4);
+	{
+		const char *p = strstr(text, "server=\"10.0.0.1:443\"");
+
+		assert_non_null(p);
+		assert_null(strstr(p + 1, "server=\"10.0.0.1:443\""));
+	}
+	free(text);
+	/* Without a collector, the deltas stand. */
+	metrics_set_collector(NULL, NULL);
+	metrics_upstream_conns(c, 1, 0);
+	text = render(T0);
+	assert_int_equal(collect_calls, 2);
+	assert_true(sample(text,
+	    "tlsgate_upstream_connections_open{route=\"c\"}") == 5);
 	free(text);
 	metrics_free();
 }
@@ -1272,6 +1390,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_checker),
 		cmocka_unit_test(test_render_exact),
+		cmocka_unit_test(test_collector),
 		cmocka_unit_test(test_label_escaping),
 		cmocka_unit_test(test_histogram),
 		cmocka_unit_test(test_reload_carry_over),

@@ -52,7 +52,16 @@ static const char routes_conf[] =
     "[route anyhost]\n"
     "listen = 127.0.0.1:18082\n"
     "upstream = e.test:443\n"
-    "match_path = /v1/\n";
+    "match_path = /v1/\n"
+    "\n"
+    "[route rules]\n"
+    "listen = 127.0.0.1:18084\n"
+    "upstream = cloud.test:443\n"
+    "remove_header = x-forwarded-for\n"
+    "remove_header = X-Secret\n"
+    "set_header = X-Site: greenhouse 1\n"
+    "set_header = user-agent: tlsgate\n"
+    "set_header = Authorization: Bearer site-token\n";
 
 static struct config *
 load_routes(void)
@@ -160,7 +169,7 @@ buf_string(struct evbuffer *b)
 }
 
 static char *
-rewrite_request(const char *raw)
+rewrite_request_on(const char *route, const char *basic, const char *raw)
 {
 	static struct http1_request req;
 	struct config *cfg = load_routes();
@@ -170,12 +179,19 @@ rewrite_request(const char *raw)
 
 	rc = http1_parse_request(raw, strlen(raw), 16384, &req);
 	assert_int_equal(rc, (long)strlen(raw));
+	assert_non_null(config_route(cfg, route));
 	assert_int_equal(proxy_rewrite_request_head(&req,
-	    config_route(cfg, "plain"), "192.0.2.7", out), 0);
+	    config_route(cfg, route), "192.0.2.7", basic, out), 0);
 	s = buf_string(out);
 	evbuffer_free(out);
 	config_unref(cfg);
 	return s;
+}
+
+static char *
+rewrite_request(const char *raw)
+{
+	return rewrite_request_on("plain", NULL, raw);
 }
 
 static void
@@ -220,6 +236,98 @@ test_rewrite_request(void **state)
 	    "Content-Length: 12\r\n"
 	    "\r\n");
 	free(s);
+}
+
+/* set_header / remove_header, and the gateway's credentials. */
+static void
+test_rewrite_rules(void **state)
+{
+	static const char raw[] = "POST /v1/t HTTP/1.1\r\n"
+	    "Host: gw.local\r\n"
+	    "User-Agent: esp8266\r\n"
+	    "x-secret: 42\r\n"
+	    "X-Forwarded-For: 10.0.0.1\r\n"
+	    "X-Keep: yes\r\n"
+	    "authorization: Basic ZDpw\r\n"
+	    "Content-Length: 3\r\n"
+	    "\r\n";
+	char *s;
+
+	(void)state;
+	/* Removed fields go, our X-Forwarded-For too; set fields replace
+	 * the device's of any case and follow Via. */
+	s = rewrite_request_on("rules", NULL, raw);
+	assert_string_equal(s, "POST /v1/t HTTP/1.1\r\n"
+	    "Host: cloud.test\r\n"
+	    "X-Keep: yes\r\n"
+	    "Via: 1.1 tlsgate\r\n"
+	    "X-Site: greenhouse 1\r\n"
+	    "user-agent: tlsgate\r\n"
+	    "Authorization: Bearer site-token\r\n"
+	    "Content-Length: 3\r\n"
+	    "\r\n");
+	free(s);
+	/* Gateway credentials win over the device's and over set_header. */
+	s = rewrite_request_on("rules", "Y2xvdWQ6c2VjcmV0", raw);
+	assert_string_equal(s, "POST /v1/t HTTP/1.1\r\n"
+	    "Host: cloud.test\r\n"
+	    "X-Keep: yes\r\n"
+	    "Via: 1.1 tlsgate\r\n"
+	    "X-Site: greenhouse 1\r\n"
+	    "user-agent: tlsgate\r\n"
+	    "Authorization: Basic Y2xvdWQ6c2VjcmV0\r\n"
+	    "Content-Length: 3\r\n"
+	    "\r\n");
+	free(s);
+	/* A route without rules: only the Authorization is replaced. */
+	s = rewrite_request_on("plain", "Y2xvdWQ6c2VjcmV0", raw);
+	assert_string_equal(s, "POST /v1/t HTTP/1.1\r\n"
+	    "Host: cloud.test\r\n"
+	    "User-Agent: esp8266\r\n"
+	    "x-secret: 42\r\n"
+	    "X-Keep: yes\r\n"
+	    "Via: 1.1 tlsgate\r\n"
+	    "X-Forwarded-For: 10.0.0.1, 192.0.2.7\r\n"
+	    "Authorization: Basic Y2xvdWQ6c2VjcmV0\r\n"
+	    "Content-Length: 3\r\n"
+	    "\r\n");
+	free(s);
+}
+
+static void
+test_uperr_kind(void **state)
+{
+	(void)state;
+	assert_int_equal(proxy_uperr_kind("DNS: name does not resolve", 1),
+	    METRICS_UPERR_DNS);
+	assert_int_equal(proxy_uperr_kind("connect: Connection refused", 1),
+	    METRICS_UPERR_CONNECT);
+	assert_int_equal(proxy_uperr_kind("connect timeout", 1),
+	    METRICS_UPERR_TIMEOUT);
+	assert_int_equal(proxy_uperr_kind("TLS: certificate verify failed: "
+	    "certificate has expired", 1), METRICS_UPERR_VERIFY);
+	assert_int_equal(proxy_uperr_kind("TLS: alert handshake failure", 1),
+	    METRICS_UPERR_TLS);
+	/* After the handshake a TLS failure is a broken connection. */
+	assert_int_equal(proxy_uperr_kind("TLS: Connection reset by peer", 0),
+	    METRICS_UPERR_RESET);
+	assert_int_equal(proxy_uperr_kind("upstream timeout", 0),
+	    METRICS_UPERR_TIMEOUT);
+	assert_int_equal(proxy_uperr_kind("upstream closed connection", 0),
+	    METRICS_UPERR_RESET);
+	assert_int_equal(proxy_uperr_kind("malformed response", 0),
+	    METRICS_UPERR_PROTOCOL);
+	/* Several servers: the reason names the server first. */
+	assert_int_equal(proxy_uperr_kind("127.0.0.1:8443: connect: "
+	    "Connection refused", 1), METRICS_UPERR_CONNECT);
+	assert_int_equal(proxy_uperr_kind("[::1]:443: TLS: certificate "
+	    "verify failed: x", 1), METRICS_UPERR_VERIFY);
+	assert_int_equal(proxy_uperr_kind("cloud.test:443: DNS: x", 1),
+	    METRICS_UPERR_DNS);
+	/* Unknown reasons: by phase. */
+	assert_int_equal(proxy_uperr_kind("out of memory", 1),
+	    METRICS_UPERR_CONNECT);
+	assert_int_equal(proxy_uperr_kind("", 0), METRICS_UPERR_RESET);
 }
 
 static char *
@@ -348,6 +456,8 @@ main(void)
 		cmocka_unit_test(test_route_host),
 		cmocka_unit_test(test_route_path),
 		cmocka_unit_test(test_rewrite_request),
+		cmocka_unit_test(test_rewrite_rules),
+		cmocka_unit_test(test_uperr_kind),
 		cmocka_unit_test(test_rewrite_response),
 		cmocka_unit_test(test_idempotent),
 		cmocka_unit_test(test_addr_equal),
