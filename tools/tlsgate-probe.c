@@ -5,6 +5,7 @@
  * with the reason on stderr.  See docs/tls13.md.
  */
 #include <errno.h>
+#include <execinfo.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -25,6 +26,25 @@
 
 #define HDR 16
 static size_t live_bytes, peak_live;
+/* --trace-alloc FILE: every libcrypto allocation and free with its source
+ * line and call stack, for tools/... analysis of what the peak holds. */
+static FILE *trace;
+#define TRACE_DEPTH 12
+
+static void
+trace_alloc(void *p, size_t n, const char *file, int line)
+{
+	void *bt[TRACE_DEPTH];
+	int nbt;
+
+	if (trace == NULL)
+		return;
+	fprintf(trace, "+ %p %zu %s:%d\n", p, n, file ? file : "?", line);
+	fflush(trace);
+	nbt = backtrace(bt, TRACE_DEPTH);
+	backtrace_symbols_fd(bt, nbt, fileno(trace));
+	fprintf(trace, ".\n");
+}
 
 static void *
 count_malloc(size_t n, const char *file, int line)
@@ -39,6 +59,7 @@ count_malloc(size_t n, const char *file, int line)
 	live_bytes += n;
 	if (live_bytes > peak_live)
 		peak_live = live_bytes;
+	trace_alloc(p + HDR, n, file, line);
 	return p + HDR;
 }
 
@@ -54,6 +75,8 @@ count_free(void *q, const char *file, int line)
 		return;
 	memcpy(&n, p - HDR, sizeof(n));
 	live_bytes -= n;
+	if (trace != NULL)
+		fprintf(trace, "- %p\n", (void *)p);
 	free(p - HDR);
 }
 
@@ -76,15 +99,26 @@ count_realloc(void *q, size_t n, const char *file, int line)
 	live_bytes = live_bytes - old + n;
 	if (live_bytes > peak_live)
 		peak_live = live_bytes;
+	if (trace != NULL)
+		fprintf(trace, "- %p\n", (void *)p);
+	trace_alloc(r + HDR, n, file, line);
 	return r + HDR;
+}
+
+static void
+trace_mark(const char *what)
+{
+	if (trace != NULL)
+		fprintf(trace, "@ %s %zu\n", what, live_bytes);
 }
 
 /* ---- options ---- */
 
 struct opts {
 	const char *host, *port, *sni, *ca, *cert, *key;
+	const char *resume_port;        /* --resume-port: second connection */
 	uint16_t suite, group;
-	int max_fragment, rsl, resume;
+	int max_fragment, rsl, resume, compat;
 	uint8_t alpn[256];
 	size_t alpn_len;
 };
@@ -106,7 +140,8 @@ usage(void)
 	fprintf(stderr, "usage: tlsgate-probe [--sni NAME] [--ca FILE] "
 	    "[--cert FILE --key FILE] [--suite NAME] [--group NAME]\n"
 	    "       [--max-fragment N] [--record-size-limit N] "
-	    "[--alpn PROTO] [--resume] HOST[:PORT]\n");
+	    "[--alpn PROTO] [--resume] [--resume-port PORT] [--compat]\n"
+	    "       [--trace-alloc FILE] HOST[:PORT]\n");
 	exit(2);
 }
 
@@ -178,17 +213,30 @@ struct run {
 	uint8_t *rx, *tx;
 	size_t rxcap, txcap;
 	int fd;
-	size_t base, peak;
+	size_t base, peak, peak_data;
+	int data;                       /* the handshake loop has ended */
 };
 
+/* Everything the connection holds now: context, both buffers, live
+ * libcrypto bytes (docs/tls13.md, "Memory: what is counted"). */
+static size_t
+conn_bytes(const struct run *r)
+{
+	return sizeof(r->c) + r->rxcap + r->txcap +
+	    (live_bytes > r->base ? live_bytes - r->base : 0);
+}
+
+/* Sample the libcrypto peak since the last sample: into the handshake
+ * peak until the handshake is done, then into the data-phase peak. */
 static void
 track_peak(struct run *r)
 {
 	size_t now = sizeof(r->c) + r->rxcap + r->txcap +
 	    (peak_live > r->base ? peak_live - r->base : 0);
+	size_t *p = r->data ? &r->peak_data : &r->peak;
 
-	if (now > r->peak)
-		r->peak = now;
+	if (now > *p)
+		*p = now;
 	peak_live = live_bytes;
 }
 
@@ -294,14 +342,27 @@ connect_once(struct opts *o, const tls13_config *cfg, int use_ticket,
 	 * (server ignored the limit, or a message spans records). */
 	r.rxcap = TLS13_RECORD_SIZE(limit) +
 	    (limit < 4096 && !(use_ticket && have_ticket) ? 2048 : 0);
-	r.txcap = o->cert ? 8192 : (limit < 1024 ? 768 : 1024);
+	/* The send buffer holds the ClientHello, then one record at the
+	 * limit (tls13_tx_needed()); 1 KB for full-size records, which are
+	 * then cut to fit. */
+	r.txcap = limit < 1024 ? limit + 22 : 1024;
+	if (r.txcap < 512)
+		r.txcap = 512;          /* tls13_conn_init's minimum */
+	if (use_ticket && have_ticket && r.txcap < 256 + saved_ticket.len +
+	    strlen(cfg->server_name) + o->alpn_len)
+		r.txcap = 256 + saved_ticket.len + strlen(cfg->server_name) +
+		    o->alpn_len;
+	if (o->cert)
+		r.txcap = 8192;
 	r.rx = malloc(r.rxcap);
 	r.tx = malloc(r.txcap);
 	if (r.rx == NULL || r.tx == NULL)
 		die("out of memory");
-	r.fd = tcp_connect(o->host, o->port);
+	r.fd = tcp_connect(o->host, use_ticket && o->resume_port ?
+	    o->resume_port : o->port);
 	r.base = live_bytes;
 	peak_live = live_bytes;
+	trace_mark(report ? "conn" : "conn-ticket");
 	if ((err = tls13_conn_init(&r.c, cfg, r.rx, r.rxcap, r.tx,
 	    r.txcap)) != 0)
 		fail_conn(&r, err);
@@ -321,17 +382,51 @@ connect_once(struct opts *o, const tls13_config *cfg, int use_ticket,
 		err = tls13_handshake(&r.c, NULL, NULL);
 	}
 	track_peak(&r);
+	trace_mark("connected");
+	if (r.txcap > tls13_tx_needed(&r.c) && !o->cert) {
+		/* One record at the negotiated limit is all it needs now. */
+		uint8_t *ntx = malloc(tls13_tx_needed(&r.c));
+
+		if (ntx == NULL || tls13_conn_set_txbuf(&r.c, ntx,
+		    tls13_tx_needed(&r.c)) != 0)
+			die("cannot move the send buffer");
+		free(r.tx);
+		r.tx = ntx;
+		r.txcap = tls13_tx_needed(&r.c);
+	}
+	if (r.rxcap > tls13_rx_needed(&r.c)) {
+		/* The Certificate reserve is no longer needed. */
+		uint8_t *nrx = malloc(tls13_rx_needed(&r.c));
+
+		if (nrx != NULL && tls13_conn_set_rxbuf(&r.c, nrx,
+		    tls13_rx_needed(&r.c)) == 0) {
+			free(r.rx);
+			r.rx = nrx;
+			r.rxcap = tls13_rx_needed(&r.c);
+		} else
+			free(nrx);
+	}
 	/* State held after the handshake: context + live libcrypto bytes. */
 	size_t state = sizeof(r.c) + (live_bytes > r.base ?
 	    live_bytes - r.base : 0);
+	size_t conn_idle = conn_bytes(&r);
+	peak_live = live_bytes;
+	r.peak_data = conn_idle;
+	r.data = 1;
 
 	n = (size_t)snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: %s\r\n"
 	    "Connection: close\r\nUser-Agent: tlsgate-probe\r\n\r\n",
 	    o->sni ? o->sni : o->host);
-	if ((err = tls13_write_app(&r.c, (const uint8_t *)req, n,
-	    &written)) != 0 || written != n)
-		fail_conn(&r, err ? err : TLS13_ERR_BUFFER);
-	flush_out(&r);
+	for (written = 0; written < n; ) {
+		size_t w;
+
+		if ((err = tls13_write_app(&r.c, (const uint8_t *)req +
+		    written, n - written, &w)) != 0 && err != TLS13_WANT_WRITE)
+			fail_conn(&r, err);
+		track_peak(&r);
+		written += w;
+		flush_out(&r);
+	}
 	while ((eol = memchr(app, '\n', applen)) == NULL && !closed) {
 		if ((got = recv(r.fd, buf, sizeof(buf), 0)) <= 0)
 			break;
@@ -360,6 +455,7 @@ connect_once(struct opts *o, const tls13_config *cfg, int use_ticket,
 		printf("hrr=%s\n", tls13_hrr(&r.c) ? "yes" : "no");
 		printf("resumed=%s\n", tls13_resumed(&r.c) ? "yes" : "no");
 		printf("record_limit=%zu\n", tls13_record_limit(&r.c));
+		printf("send_limit=%zu\n", tls13_send_limit(&r.c));
 		if (tls13_alpn(&r.c)[0])
 			printf("alpn=%s\n", tls13_alpn(&r.c));
 		printf("handshake_bytes_sent=%llu\n",
@@ -369,7 +465,12 @@ connect_once(struct opts *o, const tls13_config *cfg, int use_ticket,
 		printf("state_bytes=%zu\n", state);
 		printf("state_bytes_active=%zu\n", active);
 		printf("peak_bytes=%zu\n", r.peak);
+		printf("rx_bytes=%zu\n", r.rxcap);
+		printf("tx_bytes=%zu\n", r.txcap);
+		printf("conn_bytes_idle=%zu\n", conn_idle);
+		printf("conn_peak_data=%zu\n", r.peak_data);
 	}
+	trace_mark("closing");
 	tls13_conn_free(&r.c);
 	close(r.fd);
 	free(r.rx);
@@ -391,6 +492,9 @@ main(int argc, char **argv)
 		{ "record-size-limit", required_argument, NULL, 'r' },
 		{ "alpn", required_argument, NULL, 'p' },
 		{ "resume", no_argument, NULL, 'R' },
+		{ "trace-alloc", required_argument, NULL, 'T' },
+		{ "resume-port", required_argument, NULL, 'P' },
+		{ "compat", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -423,6 +527,12 @@ main(int argc, char **argv)
 			o.alpn_len += l;
 			break;
 		case 'R': o.resume = 1; break;
+		case 'P': o.resume_port = optarg; o.resume = 1; break;
+		case 'C': o.compat = 1; break;
+		case 'T':
+			if ((trace = fopen(optarg, "w")) == NULL)
+				die("cannot open --trace-alloc file");
+			break;
 		default: usage();
 		}
 	}
@@ -455,6 +565,7 @@ main(int argc, char **argv)
 	cfg.server_name = o.sni ? o.sni : o.host;
 	cfg.max_fragment = (uint16_t)o.max_fragment;
 	cfg.record_size_limit = (uint16_t)o.rsl;
+	cfg.compat_mode = o.compat;
 	if (o.alpn_len) {
 		cfg.alpn = o.alpn;
 		cfg.alpn_len = o.alpn_len;

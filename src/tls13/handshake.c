@@ -55,6 +55,7 @@
 #define F_KEYCHANGE  0x0100 /* read key changed: must be at a record boundary */
 #define F_LIMIT_NEG  0x0200 /* max_fragment_length or record_size_limit agreed */
 #define F_SNI        0x0400 /* server_name was sent */
+#define F_PSK_SUITE  0x0800 /* only the ticket's suite is offered */
 
 static const uint16_t default_suites[] = { TLS13_AES_128_GCM_SHA256,
 	TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_256_GCM_SHA384 };
@@ -95,6 +96,8 @@ in_list(const uint16_t *l, size_t n, uint16_t v)
 static int
 suite_offered(const tls13_conn *c, uint16_t s)
 {
+	if (c->flags & F_PSK_SUITE)
+		return s == c->ticket->suite;
 	return in_list(LIST(c, suites, default_suites, nsuites),
 	    NLIST(c, default_suites, nsuites), s);
 }
@@ -167,6 +170,9 @@ hs_release(tls13_conn *c)
 static uint8_t *
 tx_reserve(tls13_conn *c, size_t need)
 {
+	/* The caller may have taken the buffer away (tls13_conn_set_txbuf). */
+	if (c->tx == NULL)
+		return NULL;
 	if (c->tx_pos == c->tx_end)
 		c->tx_pos = c->tx_end = 0;
 	if (c->txcap - c->tx_end < need && c->tx_pos > 0) {
@@ -177,6 +183,14 @@ tx_reserve(tls13_conn *c, size_t need)
 	if (c->txcap - c->tx_end < need)
 		return NULL;
 	return c->tx + c->tx_end;
+}
+
+/* No room for output: draining helps if records are pending, else only a
+ * bigger send buffer does (tls13_conn_set_txbuf). */
+static int
+tx_full(const tls13_conn *c)
+{
+	return c->tx_pos != c->tx_end ? TLS13_WANT_WRITE : TLS13_ERR_BUFFER;
 }
 
 static void
@@ -349,9 +363,9 @@ send_client_hello(tls13_conn *c, const uint8_t *cookie, size_t cookielen)
 		tx_commit(c, 6);
 		c->flags |= F_CCS_SENT;
 	}
-	if ((rec = tx_reserve(c, 512 + cookielen + (cfg->alpn_len) +
-	    (c->ticket ? c->ticket->len : 0) +
-	    (cfg->server_name ? strlen(cfg->server_name) : 0))) == NULL)
+	/* The builder below stops at the end of the buffer (w.err): what
+	 * is left of it, however small, is all the ClientHello may take. */
+	if ((rec = tx_reserve(c, TLS13_HDR + 4)) == NULL)
 		return TLS13_ERR_BUFFER;
 	tls13_wbuf_init(&w, rec, c->txcap - c->tx_end);
 	tls13_put_u8(&w, TLS13_CT_HANDSHAKE);
@@ -400,8 +414,11 @@ send_client_hello(tls13_conn *c, const uint8_t *cookie, size_t cookielen)
 		tls13_put_bytes(&w, c->session_id, 32);
 	list = tls13_put_begin(&w, 2);
 	l = LIST(c, suites, default_suites, nsuites);
-	for (i = 0; i < NLIST(c, default_suites, nsuites); i++)
-		tls13_put_u16(&w, l[i]);
+	if (c->flags & F_PSK_SUITE)
+		tls13_put_u16(&w, c->ticket->suite);
+	else
+		for (i = 0; i < NLIST(c, default_suites, nsuites); i++)
+			tls13_put_u16(&w, l[i]);
 	tls13_put_end(&w, list, 2);
 	tls13_put_u8(&w, 1);                     /* legacy_compression */
 	tls13_put_u8(&w, 0);
@@ -841,6 +858,12 @@ on_encrypted_extensions(tls13_conn *c, tls13_rbuf *b, const uint8_t *msg,
 	/* RFC 8449 §5: record_size_limit wins over max_fragment_length. */
 	if (rsl) {
 		c->rx_limit = cfg->record_size_limit;
+		/* RFC 8449 §4: the server's value is an upper bound for our
+		 * records.  A client that asked for small records sends no
+		 * larger ones either, so one small send buffer suffices
+		 * (tls13_tx_needed). */
+		if (c->tx_limit > c->rx_limit)
+			c->tx_limit = c->rx_limit;
 		c->flags |= F_LIMIT_NEG;
 	} else if (mfl) {
 		c->rx_limit = c->tx_limit = cfg->max_fragment;
@@ -849,6 +872,11 @@ on_encrypted_extensions(tls13_conn *c, tls13_rbuf *b, const uint8_t *msg,
 	    cfg->record_fallback == TLS13_FALLBACK_REFUSE) {
 		return TLS13_ERR_RECORD_LIMIT;
 	}
+	/* Small records: a keyed AEAD context (about 1 KB with OpenSSL 3)
+	 * would outweigh the record buffers, so it lives for one record.
+	 * Costs a key derivation and setup per record (docs/tls13.md). */
+	c->rd.per_record = c->rx_limit <= TLS13_SMALL_RECORD;
+	c->wr.per_record = c->tx_limit <= TLS13_SMALL_RECORD;
 	if (th_add(c, msg, len) != 0)
 		return TLS13_ALERT_INTERNAL_ERROR;
 	c->state = (c->flags & F_RESUMED) ? TLS13_ST_WAIT_FIN :
@@ -909,6 +937,10 @@ on_certificate(tls13_conn *c, tls13_rbuf *b, const uint8_t *msg, size_t len)
 		return TLS13_ALERT_DECODE_ERROR;
 	if (ctx.len != 0)
 		return TLS13_ALERT_ILLEGAL_PARAMETER;
+	/* Chain validation is the handshake's memory peak: the read context
+	 * (about 1 KB) is rebuilt for the next record instead of held
+	 * across it. */
+	tls13_dir_idle(&c->rd);
 	if ((err = tls13_x509_verify(c->cfg, list.base, list.len,
 	    &c->peer_key, &c->x509_error)) != 0)
 		return err;
@@ -1342,7 +1374,11 @@ rx_process(tls13_conn *c)
 int
 tls13_global_init(void)
 {
-	return tls13_crypto_warmup();
+	int ret = tls13_crypto_warmup();
+
+	if (tls13_x509_global_init() != 0)
+		ret = -1;
+	return ret;
 }
 
 int
@@ -1454,6 +1490,23 @@ tls13_conn_set_rxbuf(tls13_conn *c, uint8_t *rx, size_t rxcap)
 }
 
 int
+tls13_conn_set_txbuf(tls13_conn *c, uint8_t *tx, size_t txcap)
+{
+	size_t pending = c->tx_end - c->tx_pos;
+
+	if (txcap < pending || (tx == NULL && txcap != 0))
+		return TLS13_ERR_BUFFER;
+	/* Pending records move to the front of the new buffer. */
+	if (pending > 0)
+		memmove(tx, c->tx + c->tx_pos, pending);
+	c->tx = tx;
+	c->txcap = txcap;
+	c->tx_pos = 0;
+	c->tx_end = pending;
+	return 0;
+}
+
+int
 tls13_feed(tls13_conn *c, const uint8_t *in, size_t *inlen)
 {
 	size_t n = *inlen;
@@ -1489,8 +1542,15 @@ tls13_handshake(tls13_conn *c, const uint8_t *in, size_t *inlen)
 		if (rand_bytes(c, c->random, 32) != 0 ||
 		    rand_bytes(c, c->session_id, 32) != 0)
 			return fail(c, TLS13_ALERT_INTERNAL_ERROR);
-		if (psk_usable(c))
-			c->flags |= F_PSK;
+		if (psk_usable(c)) {
+			/* A resumed handshake needs only the ticket's suite;
+			 * a server that refuses the PSK falls back to a full
+			 * handshake with it (it chose it before), and only
+			 * its hash runs over the transcript. */
+			c->flags |= F_PSK | F_PSK_SUITE;
+			tls13_hash_free(&c->th[c->ticket->psk_len == 48 ?
+			    0 : 1]);
+		}
 		if ((err = send_client_hello(c, NULL, 0)) != 0)
 			return fail(c, err);
 		c->state = TLS13_ST_WAIT_SH;
@@ -1509,7 +1569,7 @@ const uint8_t *
 tls13_out(tls13_conn *c, size_t *len)
 {
 	*len = c->tx_end - c->tx_pos;
-	return c->tx + c->tx_pos;
+	return *len > 0 ? c->tx + c->tx_pos : c->tx;
 }
 
 void
@@ -1555,7 +1615,7 @@ tls13_key_update(tls13_conn *c, int request_peer)
 	err = send_key_update(c, request_peer);
 	if (err == TLS13_ALERT_INTERNAL_ERROR)
 		return fail(c, err);
-	return err;
+	return err == TLS13_WANT_WRITE ? tx_full(c) : err;
 }
 
 int
@@ -1572,7 +1632,7 @@ tls13_write_app(tls13_conn *c, const uint8_t *data, size_t len,
 	if (c->state != TLS13_ST_CONNECTED || (c->flags & F_CLOSE_SENT))
 		return TLS13_ERR_STATE;
 	if (c->ku_pending && (err = send_key_update(c, 0)) != 0)
-		return err == TLS13_WANT_WRITE ? err : fail(c, err);
+		return err == TLS13_WANT_WRITE ? tx_full(c) : fail(c, err);
 	while (done < len) {
 		(void)tx_reserve(c, c->txcap);
 		room = c->txcap - c->tx_end;
@@ -1599,7 +1659,7 @@ tls13_write_app(tls13_conn *c, const uint8_t *data, size_t len,
 		done += chunk;
 	}
 	*written = done;
-	return done > 0 || len == 0 ? 0 : TLS13_WANT_WRITE;
+	return done > 0 || len == 0 ? 0 : tx_full(c);
 }
 
 int
@@ -1643,7 +1703,7 @@ tls13_close(tls13_conn *c)
 	if (c->state == TLS13_ST_START || c->state == TLS13_ST_ERROR)
 		return TLS13_ERR_STATE;
 	if ((err = send_alert(c, 1, TLS13_ALERT_CLOSE_NOTIFY)) != 0)
-		return err;
+		return err == TLS13_WANT_WRITE ? tx_full(c) : err;
 	c->flags |= F_CLOSE_SENT;
 	return 0;
 }
@@ -1742,6 +1802,14 @@ size_t
 tls13_rx_needed(const tls13_conn *c)
 {
 	return TLS13_RECORD_SIZE(c->rx_limit);
+}
+
+size_t
+tls13_tx_needed(const tls13_conn *c)
+{
+	/* One record of tx_limit plaintext: header, inner type, tag.  Our
+	 * padding stays within tx_limit (§5.4). */
+	return c->tx_limit + TLS13_SEAL_OVERHEAD;
 }
 
 const char *

@@ -29,13 +29,14 @@ tls13_dir_set(struct tls13_dir *d, uint16_t suite, size_t hashlen,
 static int
 dir_ready(struct tls13_dir *d)
 {
-	uint8_t key[32], iv[TLS13_AEAD_IV];
+	uint8_t key[32];
 	int ret = -1;
 
 	if (d->aead != NULL)
 		return 0;
-	if (tls13_traffic_keys(d->hashlen, d->secret,
-	    tls13_suite_keylen(d->suite), key, iv) != 0 ||
+	/* §7.3: the key only; the IV was derived by tls13_dir_set. */
+	if (tls13_expand_label(d->hashlen, d->secret, "key", NULL, 0, key,
+	    tls13_suite_keylen(d->suite)) != 0 ||
 	    tls13_aead_new(&d->aead, d->suite, key, d->enc) != 0)
 		goto out;
 	ret = 0;
@@ -90,6 +91,8 @@ tls13_record_seal(struct tls13_dir *d, uint8_t type, uint8_t *rec,
 	    inner, rec + TLS13_HDR + inner) != 0)
 		return TLS13_ALERT_INTERNAL_ERROR;
 	d->seq++;
+	if (d->per_record)
+		tls13_aead_free(&d->aead);
 	*reclen = TLS13_HDR + len;
 	return 0;
 }
@@ -100,6 +103,7 @@ tls13_record_open(struct tls13_dir *d, uint8_t *rec, size_t reclen,
 {
 	uint8_t nonce[TLS13_AEAD_IV];
 	size_t n;
+	int ok;
 
 	/* §5.2: a TLSCiphertext longer than 2^14 + 256 is record_overflow;
 	 * one too short to hold a tag cannot authenticate. */
@@ -111,8 +115,11 @@ tls13_record_open(struct tls13_dir *d, uint8_t *rec, size_t reclen,
 	make_nonce(d, nonce);
 	if (dir_ready(d) != 0)
 		return TLS13_ALERT_INTERNAL_ERROR;
-	if (tls13_aead_open(d->aead, nonce, rec, TLS13_HDR, rec + TLS13_HDR, n,
-	    rec + TLS13_HDR + n) != 0)
+	ok = tls13_aead_open(d->aead, nonce, rec, TLS13_HDR, rec + TLS13_HDR,
+	    n, rec + TLS13_HDR + n) == 0;
+	if (d->per_record)
+		tls13_aead_free(&d->aead);
+	if (!ok)
 		return TLS13_ALERT_BAD_RECORD_MAC;
 	d->seq++;
 	/* Strip the zero padding; no non-zero byte at all is

@@ -20,7 +20,8 @@
 
 /** Key direction @a d for @a suite from traffic secret @a secret (copied
  *  into d->secret); @a enc selects sealing.  Frees an older context; the
- *  new one is built by the first seal/open.  Returns 0 or -1. */
+ *  new one is built by the first seal/open (by every one when
+ *  d->per_record is set, which this keeps).  Returns 0 or -1. */
 int tls13_dir_set(struct tls13_dir *d, uint16_t suite, size_t hashlen,
     const uint8_t *secret, int enc);
 /** Free the keyed AEAD context of @a d; the next record rebuilds it. */

@@ -105,6 +105,11 @@
 #define TLS13_TICKET_MAX         1024
 /** Largest hash output (SHA-384). */
 #define TLS13_MAX_HASH           48
+/** A negotiated record limit at or below this many plaintext bytes makes
+ *  the connection build its AEAD context for each record and free it
+ *  right after, instead of keeping one per direction (docs/tls13.md,
+ *  "Memory"). */
+#define TLS13_SMALL_RECORD       1024
 /** Largest number of cipher suites/groups/sigalgs in a configuration. */
 #define TLS13_MAX_LIST           8
 
@@ -226,6 +231,7 @@ struct tls13_dir {
 	uint16_t suite;
 	uint8_t hashlen;
 	uint8_t enc;
+	uint8_t per_record;             /* free the context after each record */
 };
 
 /**
@@ -265,9 +271,11 @@ typedef struct tls13_conn {
 } tls13_conn;
 
 /**
- * Optional, once per process: fill libcrypto's lazy process-wide caches
- * (algorithm fetches) so they are not charged to the first connection's
- * memory figures.  Returns 0, or -1 if a primitive is unavailable.
+ * Once per process, before the first connection (else done lazily): fill
+ * libcrypto's lazy process-wide caches (algorithm fetches) so they are not
+ * charged to the first connection, and make the library context server
+ * certificates are decoded in (docs/tls13.md, "Memory").  Returns 0, or -1
+ * if a primitive or that context is unavailable.
  */
 int tls13_global_init(void);
 
@@ -276,7 +284,10 @@ int tls13_global_init(void);
  * receives records: TLS13_RECORD_SIZE(limit) holds any record within the
  * limit; add room for a Certificate message spanning records (up to
  * TLS13_HS_RESERVE), or grow the buffer when TLS13_ERR_BUFFER says so.  @a tx (capacity @a txcap) holds
- * records to send; 1024 bytes is enough without a client certificate.
+ * records to send: the ClientHello (with the ticket when resuming; the first
+ * tls13_handshake fails with TLS13_ERR_BUFFER if it does not fit) and the
+ * Finished; 512 bytes is enough without a ticket or client certificate.
+ * After the handshake tls13_tx_needed() bytes hold any record we send.
  * Both buffers are borrowed until tls13_conn_free().
  * Returns 0, or TLS13_ERR_CONFIG if the configuration is unusable.
  */
@@ -314,6 +325,20 @@ void tls13_conn_free(tls13_conn *c);
 int tls13_conn_set_rxbuf(tls13_conn *c, uint8_t *rx, size_t rxcap);
 
 /**
+ * Move the send buffer to @a tx (capacity @a txcap), copying the records
+ * still waiting to be sent to its front.  With @a txcap 0 (@a tx may then
+ * be NULL) the buffer is taken away: do that only while nothing is pending
+ * (tls13_out() gives 0 bytes), and give one back, at least
+ * tls13_tx_needed() bytes, before the next tls13_write_app, tls13_close or
+ * tls13_key_update.  Without a send buffer those return TLS13_ERR_BUFFER;
+ * a KeyUpdate the server requests meanwhile is sent with the next write,
+ * and an alert for a fatal error is dropped.  The old buffer is released
+ * to the caller.  Returns 0 or TLS13_ERR_BUFFER if @a txcap cannot hold the
+ * pending records (nothing is changed then).
+ */
+int tls13_conn_set_txbuf(tls13_conn *c, uint8_t *tx, size_t txcap);
+
+/**
  * Copy up to *@a inlen received bytes from @a in into the receive buffer and
  * process every complete record (handshake, alerts, post-handshake messages).
  * On return *@a inlen is the number of bytes consumed; the caller keeps the
@@ -348,7 +373,10 @@ void tls13_out_consume(tls13_conn *c, size_t n);
 /**
  * Encrypt up to @a len bytes of @a data into records in the tx buffer.
  * *@a written receives the count taken (possibly less than @a len when the
- * buffer fills).  Returns 0, TLS13_WANT_WRITE if nothing fitted, or an error.
+ * buffer fills).  Returns 0, TLS13_WANT_WRITE if nothing fitted (drain
+ * tls13_out() and retry), TLS13_ERR_BUFFER if nothing fitted and nothing is
+ * pending (the send buffer is missing or too small: see
+ * tls13_conn_set_txbuf), or an error.
  */
 int tls13_write_app(tls13_conn *c, const uint8_t *data, size_t len,
     size_t *written);
@@ -364,13 +392,15 @@ int tls13_read_app(tls13_conn *c, uint8_t *out, size_t cap, size_t *outlen);
 /**
  * Send a KeyUpdate (RFC 9846 §4.6.3) and switch to the next write key;
  * @a request_peer asks the server to update its key too.  Returns 0,
- * TLS13_WANT_WRITE, or TLS13_ERR_STATE before the handshake is complete.
+ * TLS13_WANT_WRITE, TLS13_ERR_BUFFER (no send buffer, nothing pending),
+ * or TLS13_ERR_STATE before the handshake is complete.
  */
 int tls13_key_update(tls13_conn *c, int request_peer);
 
 /**
  * Queue a close_notify alert (RFC 9846 §6.1).  Further writes fail with
- * TLS13_ERR_STATE.  Returns 0 or TLS13_WANT_WRITE.
+ * TLS13_ERR_STATE.  Returns 0, TLS13_WANT_WRITE, or TLS13_ERR_BUFFER (no
+ * send buffer, nothing pending).
  */
 int tls13_close(tls13_conn *c);
 
@@ -411,5 +441,10 @@ uint64_t tls13_bytes_sent(const tls13_conn *c);
 uint64_t tls13_bytes_received(const tls13_conn *c);
 /** Receive-buffer size the negotiated record limit requires. */
 size_t tls13_rx_needed(const tls13_conn *c);
+/** Send-buffer capacity for one of our records at the negotiated send
+ *  limit (tls13_send_limit() plaintext bytes plus header, inner content
+ *  type and AEAD tag: 534 bytes with max_fragment_length 512).  Valid
+ *  after the handshake; before it, the size for a full 2^14-byte record. */
+size_t tls13_tx_needed(const tls13_conn *c);
 
 #endif /* TLSGATE_TLS13_H */

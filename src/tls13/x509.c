@@ -6,6 +6,9 @@
 
 #include <arpa/inet.h>
 
+#include <openssl/crypto.h>
+#include <openssl/decoder.h>
+#include <openssl/provider.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -13,6 +16,68 @@
 #include "tls13/buf.h"
 #include "tls13/crypto.h"
 #include "tls13/x509.h"
+
+/*
+ * Certificates are decoded in a library context of their own.  OpenSSL 3.0
+ * decodes each certificate's public key through OSSL_DECODER, whose setup
+ * walks a copy of every method the context has fetched (88 bytes each): in
+ * the default context of a process that also does TLS that is ~200 methods,
+ * 17 KB per certificate.  This context only ever holds the key management
+ * and decoder methods, and the copy is ~3 KB.  It is filled once per
+ * process (tls13_x509_global_init) and lives until exit.  Only decoding
+ * happens there: the X509 objects keep the default context, so chain and
+ * signature checks run where openssl.cnf applies.
+ */
+static OSSL_LIB_CTX *x509_ctx;
+static CRYPTO_ONCE x509_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void
+noop_keymgmt(EVP_KEYMGMT *k, void *arg)
+{
+	(void)k;
+	(void)arg;
+}
+
+static void
+noop_decoder(OSSL_DECODER *d, void *arg)
+{
+	(void)d;
+	(void)arg;
+}
+
+static void
+x509_ctx_make(void)
+{
+	OSSL_LIB_CTX *ctx;
+
+	if ((ctx = OSSL_LIB_CTX_new()) == NULL)
+		return;
+	if (OSSL_PROVIDER_load(ctx, "default") == NULL) {
+		OSSL_LIB_CTX_free(ctx);
+		return;
+	}
+	/* Fetch every key manager and decoder now, not on the first
+	 * connection. */
+	EVP_KEYMGMT_do_all_provided(ctx, noop_keymgmt, NULL);
+	OSSL_DECODER_do_all_provided(ctx, noop_decoder, NULL);
+	x509_ctx = ctx;
+}
+
+/* The context certificates are decoded in; NULL (the default context) if
+ * it could not be made. */
+static OSSL_LIB_CTX *
+x509_libctx(void)
+{
+	if (!CRYPTO_THREAD_run_once(&x509_once, x509_ctx_make))
+		return NULL;
+	return x509_ctx;
+}
+
+int
+tls13_x509_global_init(void)
+{
+	return x509_libctx() != NULL ? 0 : -1;
+}
 
 /* Map an X509_V_ERR_* code to the alert RFC 9846 §6.2 describes. */
 static int
@@ -82,7 +147,8 @@ tls13_x509_verify(const tls13_config *cfg, const uint8_t *list, size_t len,
 			goto out;
 		}
 		p = data.base;
-		x = d2i_X509(NULL, &p, (long)data.len);
+		x = (X509 *)ASN1_item_d2i_ex(NULL, &p, (long)data.len,
+		    ASN1_ITEM_rptr(X509), x509_libctx(), NULL);
 		if (x == NULL || p != data.base + data.len) {
 			X509_free(x);
 			ret = TLS13_ALERT_BAD_CERTIFICATE;

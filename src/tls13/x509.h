@@ -27,4 +27,9 @@
 int tls13_x509_verify(const tls13_config *cfg, const uint8_t *list,
     size_t len, EVP_PKEY **leaf_key, uint32_t *x509err);
 
+/** Create the library context certificates are decoded in and fill its
+ *  method caches (once per process; later calls do nothing).  Returns 0,
+ *  or -1 if it could not be made (the default context is used then). */
+int tls13_x509_global_init(void);
+
 #endif

@@ -1,7 +1,7 @@
 /*
  * fuzz_tls13_client.c: libFuzzer target over arbitrary server flights into
- * the built-in TLS 1.3 client.  The first input byte picks the stage the
- * fuzzed bytes reach and how they are chunked:
+ * the built-in TLS 1.3 client.  The low two bits of the first input byte
+ * pick the stage the fuzzed bytes reach (3 counts as 0):
  *
  *   mode 0: raw bytes from the server (record layer, ServerHello, HRR);
  *   mode 1: after the trace's ServerHello, the input is the plaintext of the
@@ -13,8 +13,10 @@
  *           application data).
  *
  * Bit 2 of the first byte offers max_fragment_length(512) instead of
- * record_size_limit.  The second byte is the chunk size for feeding and
- * sealing.
+ * record_size_limit.  In mode 2, bit 3 takes the send buffer away
+ * (tls13_conn_set_txbuf) while the records are fed (KeyUpdate requests and
+ * alerts then meet no buffer) and bit 4 gives back only 40 bytes for the
+ * final writes.  The second byte is the chunk size for feeding and sealing.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -115,11 +117,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tls13_config cfg;
 	tls13_conn c;
 	size_t step, n, len;
-	uint8_t mode;
+	uint8_t mode, flags;
 
 	if (size < 2)
 		return 0;
-	mode = data[0] % 3;
+	flags = data[0];
+	mode = (flags & 3) % 3;
 	step = data[1] ? data[1] : 16384;
 	data += 2;
 	size -= 2;
@@ -132,7 +135,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.nsuites = 3;
 	cfg.server_name = "server";
 	/* Bit 2 of the first byte offers max_fragment_length instead. */
-	if (data[-2] & 4)
+	if (flags & 4)
 		cfg.max_fragment = 512;
 	else
 		cfg.record_size_limit = 16384;
@@ -169,6 +172,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Input: records of [type byte][len byte][bytes...] under s ap. */
 	{
 		uint64_t seq = 0;
+		static uint8_t small[40];
+
+		if (flags & 8)
+			(void)tls13_conn_set_txbuf(&c, NULL, 0);
 
 		while (size >= 2) {
 			uint8_t type = data[0];
@@ -180,6 +187,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			data += 2 + l;
 			size -= 2 + l;
 		}
+		if (flags & 16)
+			(void)tls13_conn_set_txbuf(&c, small, sizeof(small));
+		else
+			(void)tls13_conn_set_txbuf(&c, tx, sizeof(tx));
 		(void)tls13_key_update(&c, 1);
 		(void)tls13_write_app(&c, (const uint8_t *)"x", 1, &n);
 		(void)tls13_close(&c);

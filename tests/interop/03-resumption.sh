@@ -23,6 +23,26 @@ if assert_ok "resumed"; then
 	[ -n "$full_sent" ] &&
 		assert_num "resumed (full sent $full_sent)" handshake_bytes_sent "v > $full_sent"
 fi
+
+# The server refuses the ticket (another s_server: other ticket keys).  The
+# resumed ClientHello offers only the ticket's suite (AES-128-GCM, from the
+# first server); the server must fall back to a full handshake with it, and
+# the chain is verified again.  This server prefers ChaCha20: had the probe
+# offered its whole list, it would have got that.
+first_port=$PORT
+first_pid=$SERVER_PID
+s_server tickets-other -tls1_3 -www -serverpref \
+	-ciphersuites TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256
+other_port=$PORT
+PORT=$first_port
+run_probe --resume-port "$other_port"
+if assert_ok "ticket refused, full handshake"; then
+	assert_kv "ticket refused, full handshake" resumed no
+	assert_kv "ticket refused, full handshake" cipher TLS_AES_128_GCM_SHA256
+	assert_num "ticket refused (full received $full)" handshake_bytes_received "v * 2 > $full"
+fi
+stop_server "$SERVER_PID"
+SERVER_PID=$first_pid
 stop_server "$SERVER_PID"
 
 # The PSK binder and key schedule with SHA-384.

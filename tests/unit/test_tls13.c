@@ -783,6 +783,71 @@ test_rx_buffer_grow(void **state)
 	free(k);
 }
 
+/* The send buffer taken away while idle and given back: pending records
+ * move with it, and without one the calls that write say
+ * TLS13_ERR_BUFFER instead of asking to drain nothing. */
+static void
+test_tx_buffer_swap(void **state)
+{
+	struct kat *k = malloc(sizeof(*k));
+	uint8_t out[2048], small[90], tx2[72], data[50];
+	size_t n, i;
+	HEX(S3_SH_RECORD, sh);
+	HEX(S3_SERVER_FLIGHT, fl);
+
+	(void)state;
+	for (i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)i;
+	kat_setup(k, S3_CLIENT_PRIV, S3_CLIENT_HELLO);
+	assert_int_equal(tls13_conn_init(&k->c, &k->cfg, k->rx, sizeof(k->rx),
+	    k->tx, sizeof(k->tx)), 0);
+	/* Before the handshake: room for a full-size record. */
+	assert_int_equal(tls13_tx_needed(&k->c), 16384 + 22);
+	assert_int_equal(tls13_handshake(&k->c, NULL, NULL), TLS13_WANT_READ);
+	/* The ClientHello is pending: it cannot be dropped or squeezed. */
+	assert_int_equal(tls13_conn_set_txbuf(&k->c, NULL, 0), TLS13_ERR_BUFFER);
+	assert_int_equal(tls13_conn_set_txbuf(&k->c, small, sizeof(small)),
+	    TLS13_ERR_BUFFER);
+	take_out(&k->c, out, &n);
+	assert_hex(out, n, S3_CH_RECORD);
+	assert_int_equal(feed_one(k, sh, sh_len), TLS13_WANT_READ);
+	assert_int_equal(feed_one(k, fl, fl_len), 0);
+	take_out(&k->c, out, &n);
+	assert_hex(out, n, S3_CLIENT_FIN_RECORD);
+	/* The trace's server answered record_size_limit 16385. */
+	assert_int_equal(tls13_tx_needed(&k->c),
+	    tls13_send_limit(&k->c) + 5 + 1 + 16);
+	assert_int_equal(tls13_tx_needed(&k->c), 16406);
+
+	/* Idle: take the buffer away; writing now needs one back. */
+	assert_int_equal(tls13_conn_set_txbuf(&k->c, NULL, 0), 0);
+	(void)tls13_out(&k->c, &n);
+	assert_int_equal(n, 0);
+	assert_int_equal(tls13_write_app(&k->c, data, sizeof(data), &n),
+	    TLS13_ERR_BUFFER);
+	assert_int_equal(n, 0);
+	assert_int_equal(tls13_close(&k->c), TLS13_ERR_BUFFER);
+	assert_int_equal(tls13_key_update(&k->c, 0), TLS13_ERR_BUFFER);
+	assert_int_equal(tls13_is_connected(&k->c), 1);
+
+	/* 90 bytes hold the 72-byte record; full, the buffer says drain. */
+	assert_int_equal(tls13_conn_set_txbuf(&k->c, small, sizeof(small)), 0);
+	assert_int_equal(tls13_write_app(&k->c, data, sizeof(data), &n), 0);
+	assert_int_equal(n, sizeof(data));
+	assert_int_equal(tls13_write_app(&k->c, data, sizeof(data), &n),
+	    TLS13_WANT_WRITE);
+	/* The pending record cannot be dropped, nor moved where it does
+	 * not fit; it moves intact to a buffer that holds it exactly. */
+	assert_int_equal(tls13_conn_set_txbuf(&k->c, NULL, 0), TLS13_ERR_BUFFER);
+	assert_int_equal(tls13_conn_set_txbuf(&k->c, tx2, 71), TLS13_ERR_BUFFER);
+	assert_int_equal(tls13_conn_set_txbuf(&k->c, tx2, sizeof(tx2)), 0);
+	memset(small, 0, sizeof(small));
+	take_out(&k->c, out, &n);
+	assert_hex(out, n, S3_CLIENT_APP_RECORD);
+	tls13_conn_free(&k->c);
+	free(k);
+}
+
 /* max_fragment_length offered, ignored by the server, fallback refused:
  * TLS13_ERR_RECORD_LIMIT and a handshake_failure alert. */
 static void
@@ -1039,6 +1104,123 @@ test_client_hello_size(void **state)
 	tls13_conn_free(&c);
 }
 
+/* Offset of the cipher_suites vector in a ClientHello record. */
+static size_t
+ch_suites_at(const uint8_t *rec)
+{
+	/* header 5, type+length 4, legacy_version 2, random 32, session id */
+	return 5 + 4 + 2 + 32 + 1 + rec[5 + 4 + 2 + 32];
+}
+
+/* A resumed ClientHello offers only the ticket's suite (and the full
+ * configured list otherwise); a ClientHello that does not fit the send
+ * buffer is TLS13_ERR_BUFFER, however small the buffer. */
+static void
+test_client_hello_resumed(void **state)
+{
+	tls13_config cfg;
+	tls13_conn c;
+	tls13_ticket t;
+	uint8_t rx[1024], tx[1024];
+	const uint8_t *p;
+	size_t n, at, full;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.insecure_no_verify = 1;
+	cfg.server_name = "example.com";
+	cfg.on_ticket = kat_on_ticket;
+	cfg.now_ms = kat_now;
+	memset(&t, 0, sizeof(t));
+	t.suite = TLS13_CHACHA20_POLY1305_SHA256;
+	t.psk_len = 32;
+	t.lifetime_s = 3600;
+	t.issued_ms = kat_now(NULL) - 1000;
+	t.len = 400;
+	memset(t.ticket, 0xab, t.len);
+
+	assert_int_equal(tls13_conn_init(&c, &cfg, rx, sizeof(rx), tx,
+	    sizeof(tx)), 0);
+	assert_int_equal(tls13_handshake(&c, NULL, NULL), TLS13_WANT_READ);
+	p = tls13_out(&c, &full);
+	at = ch_suites_at(p);
+	assert_int_equal(p[at] << 8 | p[at + 1], 6);   /* the three */
+	tls13_conn_free(&c);
+
+	assert_int_equal(tls13_conn_init(&c, &cfg, rx, sizeof(rx), tx,
+	    sizeof(tx)), 0);
+	assert_int_equal(tls13_conn_set_ticket(&c, &t), 0);
+	assert_int_equal(tls13_handshake(&c, NULL, NULL), TLS13_WANT_READ);
+	p = tls13_out(&c, &n);
+	at = ch_suites_at(p);
+	assert_int_equal(p[at] << 8 | p[at + 1], 2);
+	assert_int_equal(p[at + 2] << 8 | p[at + 3],
+	    TLS13_CHACHA20_POLY1305_SHA256);
+	/* The ticket, its age, the binder: and 4 bytes fewer suites. */
+	assert_true(n > full + t.len);
+	tls13_conn_free(&c);
+
+	/* The same ClientHello in a 512-byte send buffer does not fit. */
+	assert_true(n > 512);
+	assert_int_equal(tls13_conn_init(&c, &cfg, rx, sizeof(rx), tx, 512), 0);
+	assert_int_equal(tls13_conn_set_ticket(&c, &t), 0);
+	assert_int_equal(tls13_handshake(&c, NULL, NULL), TLS13_ERR_BUFFER);
+	tls13_conn_free(&c);
+	/* An exact fit is enough. */
+	assert_int_equal(tls13_conn_init(&c, &cfg, rx, sizeof(rx), tx, n), 0);
+	assert_int_equal(tls13_conn_set_ticket(&c, &t), 0);
+	assert_int_equal(tls13_handshake(&c, NULL, NULL), TLS13_WANT_READ);
+	tls13_conn_free(&c);
+}
+
+/* With per_record set (negotiated limit <= TLS13_SMALL_RECORD) no AEAD
+ * context outlives a record, and the records are the same bytes. */
+static void
+test_record_per_record(void **state)
+{
+	struct tls13_dir a, b, r;
+	uint8_t ra[128], rb[128], type;
+	size_t la, lb, ptlen, i;
+	HEX(S3_C_AP, cap);
+
+	(void)state;
+	(void)cap_len;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	memset(&r, 0, sizeof(r));
+	b.per_record = 1;
+	r.per_record = 1;
+	assert_int_equal(tls13_dir_set(&a, TLS13_AES_128_GCM_SHA256, 32, cap, 1), 0);
+	assert_int_equal(tls13_dir_set(&b, TLS13_AES_128_GCM_SHA256, 32, cap, 1), 0);
+	assert_int_equal(tls13_dir_set(&r, TLS13_AES_128_GCM_SHA256, 32, cap, 0), 0);
+	assert_int_equal(b.per_record, 1);
+	for (i = 0; i < 3; i++) {
+		memset(ra + 5, (int)i, 40);
+		memset(rb + 5, (int)i, 40);
+		assert_int_equal(tls13_record_seal(&a, TLS13_CT_APP, ra, 40, 0,
+		    &la), 0);
+		assert_int_equal(tls13_record_seal(&b, TLS13_CT_APP, rb, 40, 0,
+		    &lb), 0);
+		assert_non_null(a.aead);
+		assert_null(b.aead);
+		assert_int_equal(la, lb);
+		assert_memory_equal(ra, rb, la);
+		assert_int_equal(tls13_record_open(&r, rb, lb, &type, &ptlen), 0);
+		assert_null(r.aead);
+		assert_int_equal(ptlen, 40);
+		assert_int_equal(rb[5], (uint8_t)i);
+	}
+	/* A forged record: rejected, and no context is left behind. */
+	assert_int_equal(tls13_record_seal(&b, TLS13_CT_APP, rb, 40, 0, &lb), 0);
+	rb[10] ^= 1;
+	assert_int_equal(tls13_record_open(&r, rb, lb, &type, &ptlen),
+	    TLS13_ALERT_BAD_RECORD_MAC);
+	assert_null(r.aead);
+	tls13_dir_clear(&a);
+	tls13_dir_clear(&b);
+	tls13_dir_clear(&r);
+}
+
 int
 main(void)
 {
@@ -1060,10 +1242,13 @@ main(void)
 		cmocka_unit_test(test_ee_unoffered_extension),
 		cmocka_unit_test(test_records_bad),
 		cmocka_unit_test(test_rx_buffer_grow),
+		cmocka_unit_test(test_tx_buffer_swap),
 		cmocka_unit_test(test_record_limit_refused),
 		cmocka_unit_test(test_server_hello_bad),
 		cmocka_unit_test(test_config_and_strings),
 		cmocka_unit_test(test_client_hello_size),
+		cmocka_unit_test(test_client_hello_resumed),
+		cmocka_unit_test(test_record_per_record),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
