@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,9 +35,17 @@
 #include "log.h"
 #include "metrics.h"
 #include "offline.h"
+#include "park.h"
 #include "proxy.h"
 #include "transport.h"
 #include "upstream.h"
+
+/*
+ * A request body of at most this many bytes that arrived with its head
+ * is sent upstream in the same write as the head (one TLS record instead
+ * of two); a larger one, or one still on its way, is streamed after it.
+ */
+#define PROXY_COALESCE_MAX (8 * 1024)
 
 enum req_state {
 	REQ_HEAD,       /* waiting for a request head */
@@ -56,6 +65,7 @@ enum timer_mode {
 	TIMER_NONE,
 	TIMER_HEAD,     /* header_timeout: 408 */
 	TIMER_IDLE,     /* idle_timeout between requests: close */
+	TIMER_PARK,     /* PROXY_PARK_AFTER_MS between requests: park */
 	TIMER_LINGER,   /* PROXY_LINGER after our last byte: close */
 };
 
@@ -156,7 +166,9 @@ struct proxy {
 	struct upstream **ups;          /* one per cfg->routes[i] */
 	struct gen_list retired;        /* older cfg/ups still in use */
 	struct session_list sessions;
-	size_t nsessions;
+	size_t nsessions;               /* in `sessions`, not the parked */
+	struct parkset *parked;         /* idle device connections */
+	struct event *trim;             /* pending malloc_trim after parking */
 	uint64_t nrequests;             /* exchanges logged so far */
 	int stopping;
 	void (*close_cb)(void *);
@@ -164,6 +176,14 @@ struct proxy {
 };
 
 static void session_close(struct session *, const char *);
+static void session_free(struct session *, int);
+static void session_park(struct session *);
+static void session_idle_timer(struct session *);
+static int proxy_session_start(struct proxy *, evutil_socket_t,
+    const struct sockaddr *, socklen_t, const struct sockaddr *, socklen_t,
+    int);
+static void proxy_unpark(evutil_socket_t, int, int, void *);
+static void proxy_trim(evutil_socket_t, short, void *);
 static void session_next(struct session *);
 static void session_txn_reset(struct session *);
 static void session_txn_log(struct session *);
@@ -179,6 +199,7 @@ static void session_error(struct session *, int, const char *, int);
 static void session_start_upstream(struct session *);
 static void session_connected(struct upconn *, const char *, void *);
 static void session_attach(struct session *, struct upconn *);
+static void session_coalesce_body(struct session *);
 static void session_pump_request(struct session *);
 static void session_request_done(struct session *);
 static void session_pump_response(struct session *);
@@ -297,7 +318,16 @@ proxy_new(struct event_base *base, struct evdns_base *dns,
 	px->dns = dns;
 	TAILQ_INIT(&px->sessions);
 	TAILQ_INIT(&px->retired);
+	if ((px->parked = parkset_new(base, proxy_unpark, px)) == NULL ||
+	    (px->trim = evtimer_new(base, proxy_trim, px)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		parkset_free(px->parked);
+		free(px);
+		return NULL;
+	}
 	if ((px->ups = proxy_ups_new(px, cfg, err, errlen)) == NULL) {
+		event_free(px->trim);
+		parkset_free(px->parked);
 		free(px);
 		return NULL;
 	}
@@ -341,6 +371,9 @@ proxy_free(struct proxy *px)
 	px->close_cb = NULL;
 	while ((s = TAILQ_FIRST(&px->sessions)) != NULL)
 		session_close(s, "shutdown");
+	/* Closes the parked sockets. */
+	parkset_free(px->parked);
+	event_free(px->trim);
 	while ((g = TAILQ_FIRST(&px->retired)) != NULL) {
 		TAILQ_REMOVE(&px->retired, g, entry);
 		proxy_ups_free(g->cfg, g->ups);
@@ -360,7 +393,8 @@ proxy_counts(const struct proxy *px, struct proxy_counts *c)
 	size_t i;
 
 	memset(c, 0, sizeof(*c));
-	c->sessions = px->nsessions;
+	c->parked = park_count(px->parked);
+	c->sessions = px->nsessions + c->parked;
 	c->requests = px->nrequests;
 	TAILQ_FOREACH(s, &px->sessions, entry)
 		if (s->se_out != NULL || s->connecting != NULL)
@@ -384,7 +418,7 @@ proxy_set_close_cb(struct proxy *px, void (*cb)(void *), void *arg)
 size_t
 proxy_sessions(const struct proxy *px)
 {
-	return px->nsessions;
+	return px->nsessions + park_count(px->parked);
 }
 
 void
@@ -403,6 +437,7 @@ proxy_shutdown(struct proxy *px)
 		    evbuffer_get_length(bufferevent_get_input(s->se_in)) == 0)
 			session_close(s, NULL);
 	}
+	park_close_all(px->parked);
 	for (i = 0; i < px->cfg->nroutes; i++)
 		upstream_drain(px->ups[i]);
 	TAILQ_FOREACH(g, &px->retired, entry)
@@ -424,6 +459,20 @@ proxy_accept(struct proxy *px, evutil_socket_t fd,
     const struct sockaddr *peer, socklen_t peerlen,
     const struct sockaddr *listen, socklen_t listenlen)
 {
+	return proxy_session_start(px, fd, peer, peerlen, listen, listenlen,
+	    0);
+}
+
+/*
+ * A session on socket fd: a new device connection, or (`unparked`) a
+ * parked one whose next request is arriving; that one was counted as
+ * open when it was accepted and keeps its TCP_NODELAY.
+ */
+static int
+proxy_session_start(struct proxy *px, evutil_socket_t fd,
+    const struct sockaddr *peer, socklen_t peerlen,
+    const struct sockaddr *listen, socklen_t listenlen, int unparked)
+{
 	struct session *s;
 	char host[INET6_ADDRSTRLEN] = "?";
 	int on = 1;
@@ -432,6 +481,8 @@ proxy_accept(struct proxy *px, evutil_socket_t fd,
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		log_warnx("session: out of memory");
 		evutil_closesocket(fd);
+		if (unparked)
+			metrics_device_closed();
 		return -1;
 	}
 	if (peer->sa_family == AF_INET &&
@@ -459,8 +510,11 @@ proxy_accept(struct proxy *px, evutil_socket_t fd,
 	s->ups = px->ups;
 	TAILQ_INSERT_TAIL(&px->sessions, s, entry);
 	px->nsessions++;
-	metrics_device_opened();
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	if (!unparked) {
+		metrics_device_opened();
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on,
+		    sizeof(on));
+	}
 	s->se_in = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->se_in == NULL) {
 		evutil_closesocket(fd);
@@ -478,7 +532,8 @@ proxy_accept(struct proxy *px, evutil_socket_t fd,
 	    proxy_read_high(s->cfg));
 	session_in_timeouts(s, 0);
 	bufferevent_enable(s->se_in, EV_READ | EV_WRITE);
-	log_debug("session %s: accepted", s->client);
+	log_debug("session %s: %s", s->client, unparked ? "unparked" :
+	    "accepted");
 	session_txn_reset(s);
 	clock_gettime(CLOCK_MONOTONIC, &s->t0);
 	/* header_timeout runs from the connection's start (RFC 9112 §9.5
@@ -780,9 +835,26 @@ session_close(struct session *s, const char *reason)
 		    SO_LINGER, &rst, sizeof(rst));
 	log_debug("session %s: closed%s%s", s->client,
 	    reason != NULL ? ": " : "", reason != NULL ? reason : "");
+	session_free(s, 0);
+	proxy_gc(px);
+	if (px->close_cb != NULL)
+		px->close_cb(px->close_arg);
+}
+
+/*
+ * Frees s.  With `parked`, its socket has been handed to the park set and
+ * the device connection stays open: it is neither closed nor counted as
+ * closed.
+ */
+static void
+session_free(struct session *s, int parked)
+{
+	struct proxy *px = s->px;
+
 	TAILQ_REMOVE(&px->sessions, s, entry);
 	px->nsessions--;
-	metrics_device_closed();
+	if (!parked)
+		metrics_device_closed();
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->se_in != NULL)
@@ -797,9 +869,6 @@ session_close(struct session *s, const char *reason)
 	free(s->path);
 	config_unref(s->cfg);
 	free(s);
-	proxy_gc(px);
-	if (px->close_cb != NULL)
-		px->close_cb(px->close_arg);
 }
 
 static void
@@ -941,6 +1010,146 @@ session_take_reload(struct session *s)
 }
 
 /* Ready for the next request on a kept connection. */
+/* Between requests: the idle timeout, preceded by parking when it is
+ * longer than PROXY_PARK_AFTER_MS. */
+static void
+session_idle_timer(struct session *s)
+{
+	if ((long)s->cfg->idle_timeout * 1000 > PROXY_PARK_AFTER_MS &&
+	    !s->px->stopping)
+		session_timer_set(s, TIMER_PARK, 0);
+	else
+		session_timer_set(s, TIMER_IDLE, s->cfg->idle_timeout);
+}
+
+/*
+ * Parks an idle session: its socket goes to the park set with the rest of
+ * the idle timeout, and the session is freed.  Anything in flight or
+ * buffered keeps the session as it is.
+ */
+static void
+session_park(struct session *s)
+{
+	struct proxy *px = s->px;
+	struct timeval tv = { PROXY_TRIM_MS / 1000,
+	    PROXY_TRIM_MS % 1000 * 1000 };
+	evutil_socket_t fd = bufferevent_getfd(s->se_in);
+	long left = ((long)s->cfg->idle_timeout * 1000 - PROXY_PARK_AFTER_MS +
+	    999) / 1000;
+
+	if (left < 1)
+		left = 1;
+	if (s->active || s->closing || s->req != REQ_HEAD ||
+	    s->se_out != NULL || s->connecting != NULL || fd < 0 ||
+	    evbuffer_get_length(bufferevent_get_input(s->se_in)) != 0 ||
+	    evbuffer_get_length(bufferevent_get_output(s->se_in)) != 0) {
+		session_timer_set(s, TIMER_IDLE, (int)left);
+		return;
+	}
+	/* The bufferevent lets go of the socket (and will not close it). */
+	if (bufferevent_setfd(s->se_in, -1) == -1) {
+		session_timer_set(s, TIMER_IDLE, (int)left);
+		return;
+	}
+	if (park_add(px->parked, fd, (int)left) == -1) {
+		log_warnx("session %s: cannot park: out of memory", s->client);
+		(void)bufferevent_setfd(s->se_in, fd);
+		session_timer_set(s, TIMER_IDLE, (int)left);
+		return;
+	}
+	log_debug("session %s: parked", s->client);
+	session_free(s, 1);
+	proxy_gc(px);
+	if (!evtimer_pending(px->trim, NULL))
+		evtimer_add(px->trim, &tv);
+}
+
+/*
+ * The configured listen address that a connection whose local end is
+ * `local` came in on: the same address, or the wildcard of its family
+ * and port (the configuration never has both).  NULL when the
+ * configuration has neither (a reload removed it).
+ */
+static const struct route *
+proxy_listen_for(const struct config *cfg, const struct sockaddr *local)
+{
+	const struct route *r;
+	size_t i;
+
+	for (i = 0; i < cfg->nroutes; i++) {
+		r = &cfg->routes[i];
+		if (proxy_addr_equal((const struct sockaddr *)&r->listen_addr,
+		    local))
+			return r;
+	}
+	for (i = 0; i < cfg->nroutes; i++) {
+		r = &cfg->routes[i];
+		if (r->listen_addr.ss_family != local->sa_family)
+			continue;
+		if (local->sa_family == AF_INET) {
+			const struct sockaddr_in *a = (const void *)
+			    &r->listen_addr, *b = (const void *)local;
+
+			if (a->sin_port == b->sin_port &&
+			    a->sin_addr.s_addr == htonl(INADDR_ANY))
+				return r;
+		} else if (local->sa_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const void *)
+			    &r->listen_addr, *b = (const void *)local;
+
+			if (a->sin6_port == b->sin6_port &&
+			    IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
+				return r;
+		}
+	}
+	return NULL;
+}
+
+/* A parked socket is readable (the next request, or EOF), timed out, or
+ * is closed by a shutdown. */
+static void
+proxy_unpark(evutil_socket_t fd, int readable, int closing, void *arg)
+{
+	struct proxy *px = arg;
+	struct sockaddr_storage peer, local;
+	socklen_t peerlen = sizeof(peer), locallen = sizeof(local);
+	const struct route *r = NULL;
+	const char *why = closing ? "shutdown" : "idle timeout";
+
+	if (readable && !px->stopping) {
+		why = "gone";
+		if (getpeername(fd, (struct sockaddr *)&peer, &peerlen) == 0 &&
+		    getsockname(fd, (struct sockaddr *)&local,
+		    &locallen) == 0) {
+			why = "its listen address was removed by a reload";
+			r = proxy_listen_for(px->cfg,
+			    (const struct sockaddr *)&local);
+		}
+		if (r != NULL) {
+			(void)proxy_session_start(px, fd,
+			    (const struct sockaddr *)&peer, peerlen,
+			    (const struct sockaddr *)&r->listen_addr,
+			    r->listen_addrlen, 1);
+			return;
+		}
+	}
+	log_debug("parked connection closed: %s", why);
+	evutil_closesocket(fd);
+	metrics_device_closed();
+	if (px->close_cb != NULL)
+		px->close_cb(px->close_arg);
+}
+
+/* Gives the memory freed by parking back to the kernel. */
+static void
+proxy_trim(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	(void)malloc_trim(0);
+}
+
 static void
 session_next(struct session *s)
 {
@@ -948,7 +1157,7 @@ session_next(struct session *s)
 	session_in_timeouts(s, 0);
 	bufferevent_enable(s->se_in, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_input(s->se_in)) == 0) {
-		session_timer_set(s, TIMER_IDLE, s->cfg->idle_timeout);
+		session_idle_timer(s);
 		return;
 	}
 	/* Pipelined bytes wait in the buffer.  Parse them from the event
@@ -979,6 +1188,12 @@ session_timer_set(struct session *s, enum timer_mode mode, int seconds)
 {
 	struct timeval tv = { seconds, 0 };
 
+	/* The one timer shorter than a second. */
+	if (mode == TIMER_PARK) {
+		tv.tv_sec = PROXY_PARK_AFTER_MS / 1000;
+		tv.tv_usec = PROXY_PARK_AFTER_MS % 1000 * 1000;
+	}
+
 	s->tmode = mode;
 	if (mode == TIMER_NONE)
 		evtimer_del(s->timer);
@@ -1002,6 +1217,9 @@ session_timer(evutil_socket_t fd, short what, void *arg)
 		break;
 	case TIMER_IDLE:
 		session_close(s, NULL);
+		break;
+	case TIMER_PARK:
+		session_park(s);
 		break;
 	case TIMER_LINGER:
 		session_close(s, NULL);
@@ -1367,6 +1585,8 @@ session_attach(struct session *s, struct upconn *c)
 	 * a long upload is not. */
 	bufferevent_set_timeouts(bev, NULL, &ut);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	session_coalesce_body(s);
+	len = evbuffer_get_length(s->head_out);
 	/* A copy: the head is kept until the first response byte, for a
 	 * retry on a fresh connection. */
 	if (evbuffer_add(bufferevent_get_output(bev),
@@ -1387,6 +1607,38 @@ session_attach(struct session *s, struct upconn *c)
 			out_printf(s, "HTTP/1.1 100 Continue\r\n\r\n");
 	}
 	session_pump_request(s);
+}
+
+/*
+ * A small Content-Length body that has already arrived (a device usually
+ * sends head and body in one packet) is appended to the rewritten head,
+ * so that a single buffer write carries the whole request: one TLS record
+ * and one write() instead of two of each (a transport seals or writes
+ * each piece added to its output separately).  Only a body that cannot
+ * be retried is joined: retries are for requests without one.
+ */
+static void
+session_coalesce_body(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->se_in);
+	size_t n = evbuffer_get_length(in);
+	unsigned char *p;
+
+	if (s->req != REQ_WAIT_UP || s->req_framing != HTTP1_BODY_LENGTH ||
+	    s->discard)
+		return;
+	if (n > s->req_left)
+		n = (size_t)s->req_left;
+	if (n == 0 || n > PROXY_COALESCE_MAX)
+		return;
+	/* On failure the body simply goes the usual way. */
+	if ((p = evbuffer_pullup(in, (ssize_t)n)) == NULL ||
+	    evbuffer_add(s->head_out, p, n) == -1)
+		return;
+	evbuffer_drain(in, n);
+	s->req_left -= n;
+	s->req_body += n;
+	s->bytes_in += n;
 }
 
 /*

@@ -35,6 +35,18 @@ struct route;
 #define PROXY_LINGER 2
 /* Longest method kept for the access log (longer ones are cut). */
 #define PROXY_MAX_METHOD 32
+/*
+ * A keep-alive device connection idle this long is parked (src/park.h):
+ * its session is freed and only the socket and one event remain until
+ * the next byte arrives.  Devices that send a reading every few seconds or
+ * minutes spend almost all their time parked; under load (gaps of
+ * milliseconds) nothing is parked, so the hot path pays nothing.
+ */
+#define PROXY_PARK_AFTER_MS 1000
+/* After parking, free memory is given back to the kernel (malloc_trim)
+ * at most this often, so that the RSS of a gateway whose devices went
+ * idle falls to what the parked connections need. */
+#define PROXY_TRIM_MS 1000
 
 struct proxy;
 
@@ -58,7 +70,8 @@ int proxy_reload(struct proxy *px, struct config *cfg, char *err,
 
 /** Live counts for STATUS= and logs; see proxy_counts(). */
 struct proxy_counts {
-	size_t sessions;         /* device connections */
+	size_t sessions;         /* device connections, parked included */
+	size_t parked;           /* of which parked (idle, session freed) */
 	size_t upstream_busy;    /* uplink connections serving a session */
 	size_t upstream_idle;    /* pooled idle uplink connections */
 	size_t generations;      /* older configurations still in use */
