@@ -10,7 +10,13 @@
 #                on each of BENCH_N/16 routes, opened at once by uploads held
 #                open, then completed; measured after the device
 #                connections closed and the idle-key timer ran, minus the
-#                heap of the freshly started daemon
+#                heap of the freshly started daemon.  That daemon runs with
+#                glibc's per-thread cache off (GLIBC_TUNABLES), which
+#                malloc_stats() would otherwise count as in use although
+#                it holds freed blocks: the figure is then every live byte
+#                (chunk headers included) and nothing else.  The figure
+#                with the cache on, as the daemon normally runs, is printed
+#                too (mem_tcache)
 #   full, resumed  bytes of the handshake alone (both directions, until
 #                the connection is up: the daemon logs them at debug level)
 #                on a server that closes after each request
@@ -21,7 +27,7 @@
 #   req/s, CPU   wrk -c BENCH_CONNS keep-alive POSTs for BENCH_SECONDS; CPU
 #                is the daemon's user+system time per request
 #
-# Loopback only, bounded (about two minutes).  Settings: BENCH_OUT
+# Loopback only, bounded (three to four minutes).  Settings: BENCH_OUT
 # (build/bench), BENCH_N (208), BENCH_SECONDS (5), BENCH_CONNS (10),
 # BENCH_ROUNDS (3: throughput rounds, median), TLSGATE (./tlsgate).
 set -eu
@@ -257,7 +263,13 @@ def heap_in_use(g):
     raise RuntimeError("no malloc_stats output")
 
 
-def mem_per_conn(td, ng, ca, tag, keys):
+# glibc keeps up to 7 freed blocks per size class in a per-thread cache
+# (tcache) that malloc_stats() counts as in use: tens of KB of noise in a
+# difference of two heaps, i.e. up to a few hundred bytes per connection.
+NO_TCACHE = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
+
+
+def mem_per_conn(td, ng, ca, tag, keys, env=None):
     """Heap per idle pooled connection: POOL connections on each of R
     routes (POOL = UPSTREAM_POOL_MAX, so all stay pooled), opened at once by
     POOL uploads held open, then completed; device connections closed."""
@@ -269,7 +281,8 @@ def mem_per_conn(td, ng, ca, tag, keys):
         r.update(keys)
         routes.append(("u%d" % i, r))
     g = Gateway(td, routes, name=tag + "-mem",
-                gateway={"max_clients": 4 * N + 100, "log_level": "info"})
+                gateway={"max_clients": 4 * N + 100, "log_level": "info"},
+                env=env)
     time.sleep(0.5)
     base = heap_in_use(g)
     socks = []
@@ -395,8 +408,10 @@ try:
         per_post = (one_conn[3] + one_conn[4] - only[3] - only[4]) / float(k)
         rl, bs = ng.last_sizes("/dav/t%d" % (k - 1))
         full, resumed = handshake_bytes(td, ng, root, tag, keys)
-        mem = mem_per_conn(td, ng, root, tag, keys)
-        res[tag] = dict(mem=mem, full=full, resumed=resumed, post=per_post,
+        mem = mem_per_conn(td, ng, root, tag, keys, NO_TCACHE)
+        mem_tcache = mem_per_conn(td, ng, root, tag + "-tc", keys)
+        res[tag] = dict(mem=mem, mem_tcache=mem_tcache, full=full,
+                        resumed=resumed, post=per_post,
                         http=rl + bs, rps=[], cpu=[])
     # Throughput and CPU in interleaved rounds (the host is shared and
     # noisy); the median of each.
@@ -411,7 +426,8 @@ try:
         r["cpu"] = sorted(r["cpu"])[len(r["cpu"]) // 2]
         print("%s: %r" % (tag, r), file=sys.stderr)
     o = res["openssl"]
-    lines = ["| route | memory per pooled uplink connection | handshake "
+    lines = ["| route | memory per pooled uplink connection (with glibc's "
+             "tcache) | handshake "
              "bytes sent + received, full | resumed (resumed / full) | bytes "
              "per 200-byte POST, both ways (HTTP bytes + 44) | requests/s | "
              "CPU µs per request |",
@@ -420,10 +436,12 @@ try:
         r = res[tag]
         ft, fr = r["full"]
         rt, rr = r["resumed"]
-        lines.append("| %s | %.0f B (%.2f×) | %d + %d = %d | %.0f + %.0f = "
+        lines.append("| %s | %.0f B (%.2f×) (%.0f B) | %d + %d = %d | "
+                     "%.0f + %.0f = "
                      "%.0f (%.0f %%) | %.0f (%d + 44 = %d) | %.0f (%.2f×) | "
                      "%.1f (%.2f×) |" % (
-                         tag, r["mem"], r["mem"] / o["mem"], ft, fr, ft + fr,
+                         tag, r["mem"], r["mem"] / o["mem"], r["mem_tcache"],
+                         ft, fr, ft + fr,
                          rt, rr, rt + rr, 100.0 * (rt + rr) / (ft + fr),
                          r["post"], r["http"], r["http"] + 44, r["rps"],
                          r["rps"] / o["rps"], r["cpu"], r["cpu"] / o["cpu"]))

@@ -16,19 +16,25 @@
  * ahead, the engine holds at most one record, and decrypted data is handed
  * over only up to the filter's read high watermark.  What the engine still
  * holds when the reader drains (or resumes after a pause) is handed over by
- * a "kick" event, because libevent only runs a filter when new bytes arrive
- * from below.
+ * a "kick": the socket bufferevent's read callback, run again from the
+ * event loop (a deferred callback, which costs no allocation), because
+ * libevent only runs a filter when new bytes arrive from below.
  *
  * Memory: the engine never allocates its buffers; we malloc them per
- * connection.  The receive buffer is sized for the handshake, then given
- * back whenever it holds nothing (between responses, in the pool) and
- * allocated again, at the negotiated record size (tls13_rx_needed()), when
- * bytes arrive.  The send buffer holds one record of at most
- * TT_TX_RECORD_MAX plaintext bytes: it is emptied into the socket's
- * evbuffer after every call.
+ * connection.  Both are sized for the handshake and kept until it ends.
+ * Then each is given back whenever it holds nothing (between responses,
+ * in the pool) and allocated again when needed: the receive buffer at the
+ * negotiated record size (tls13_rx_needed()) when bytes arrive, the send
+ * buffer for one record of at most TT_TX_RECORD_MAX plaintext bytes when
+ * there is something to seal (or a record to answer), and it is emptied
+ * into the socket's evbuffer after every call.  A pooled connection then
+ * holds only its state, the engine's (with the traffic secrets) and the two
+ * bufferevents; docs/performance.md has the byte count.  Its idle-key timer
+ * is the socket bufferevent's read timeout, unused otherwise.
  */
 #include <sys/socket.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,11 +75,17 @@
 #define TT_RX_MAX (TLS13_MAX_RECORD + 4 * TLS13_HS_RESERVE)
 /* A pooled connection keeps its keyed AEAD contexts (about 2 KB of
  * libcrypto memory) this long after it was parked, so that a busy pool
- * does not rebuild them for every request; then they are dropped. */
+ * does not rebuild them for every request; then they are dropped.  This
+ * holds for small records too (tls13_config.keep_aead). */
 #define TT_IDLE_KEYS_MS 1000
 /* Tickets kept per route (one upstream server): each is used once
  * (RFC 9846 §C.4), and servers send one or two per connection. */
 #define TT_TICKETS 4
+/* A cached ticket keeps the fields of tls13_ticket before its ticket[]
+ * array and only the bytes of ticket[] in use (nginx sends about 230 of
+ * the TLS13_TICKET_MAX): the whole struct is rebuilt only for the one
+ * handshake that offers it. */
+#define TT_TICKET_HEAD offsetof(tls13_ticket, ticket)
 /* A ClientHello without its PSK identity is at most this long plus the
  * server name and the ALPN list; the identity adds the ticket and this
  * much framing and binder (RFC 9846 §4.2.11). */
@@ -90,8 +102,9 @@ struct tt_ctx {
 	STACK_OF(X509) *client_chain;
 	EVP_PKEY *client_key;
 	uint8_t alpn[TT_ALPN_MAX];
-	/* Newest first; used once each. */
-	tls13_ticket *tickets[TT_TICKETS];
+	/* Newest first; used once each; TT_TICKET_HEAD + len bytes each. */
+	uint8_t *tickets[TT_TICKETS];
+	size_t ticketlen[TT_TICKETS];
 	size_t ntickets;
 };
 
@@ -99,8 +112,6 @@ struct tt_conn {
 	struct tt_ctx *ctx;
 	struct bufferevent *bev;        /* the filter: plaintext */
 	struct bufferevent *tcp;        /* the socket, owned by bev */
-	struct event *kick;             /* hands over what the engine holds */
-	struct event *idle;             /* drops the AEAD contexts when parked */
 	/* The filter's callbacks on the socket bufferevent, which ours
 	 * wrap (so that an EOF waits for the data before it). */
 	bufferevent_data_cb tcp_read, tcp_write;
@@ -110,7 +121,10 @@ struct tt_conn {
 	tls13_ticket *ticket;           /* offered; freed after the handshake */
 	uint8_t *rx, *tx;
 	size_t rxcap, txcap;
-	uint8_t rx_none[1];             /* stands in while rx is given back */
+	size_t txsize;                  /* tx allocated again at this size */
+	/* Wire bytes: received ones taken from the socket's input (those
+	 * still in it are added when asked), sent ones queued on its output
+	 * or sent directly. */
 	uint64_t wire_rx, wire_tx;
 	int err;                        /* tls13 error that ended it, or 0 */
 	short eof_what;                 /* an EOF held back, or 0 */
@@ -118,7 +132,14 @@ struct tt_conn {
 	unsigned failed:1;              /* an error event was raised */
 	unsigned ended:1;               /* EOF or error reported: no more */
 	unsigned pending:1;             /* the engine holds plaintext */
+	unsigned parked:1;              /* in the pool, unused since */
 };
+
+/* Stands in for every connection's receive buffer while it is given back:
+ * with a capacity of 0 the engine never touches it, and it saves each
+ * connection a byte with its padding (8 bytes of struct tt_conn, 16 of its
+ * heap chunk). */
+static uint8_t tt_rx_none[1];
 
 static void *tt_ctx_new(const struct route *, char *, size_t);
 static void tt_ctx_free(void *);
@@ -149,34 +170,52 @@ static void
 tt_on_ticket(void *arg, const tls13_ticket *tk)
 {
 	struct tt_ctx *x = arg;
-	tls13_ticket *copy;
+	uint8_t *copy;
+	size_t len;
 
-	if ((copy = malloc(sizeof(*copy))) == NULL)
+	if (tk->len > TLS13_TICKET_MAX)
 		return;
-	memcpy(copy, tk, sizeof(*copy));
+	len = TT_TICKET_HEAD + tk->len;
+	if ((copy = malloc(len)) == NULL)
+		return;
+	memcpy(copy, tk, len);
 	if (x->ntickets == TT_TICKETS) {
-		OPENSSL_cleanse(x->tickets[TT_TICKETS - 1], sizeof(*copy));
+		OPENSSL_cleanse(x->tickets[TT_TICKETS - 1],
+		    x->ticketlen[TT_TICKETS - 1]);
 		free(x->tickets[TT_TICKETS - 1]);
 		x->ntickets--;
 	}
 	memmove(&x->tickets[1], &x->tickets[0],
 	    x->ntickets * sizeof(x->tickets[0]));
+	memmove(&x->ticketlen[1], &x->ticketlen[0],
+	    x->ntickets * sizeof(x->ticketlen[0]));
 	x->tickets[0] = copy;
+	x->ticketlen[0] = len;
 	x->ntickets++;
 }
 
-/* Takes the newest ticket out of the cache: a ticket is offered once. */
+/* Takes the newest ticket out of the cache, as a whole tls13_ticket for
+ * the engine: a ticket is offered once. */
 static tls13_ticket *
 tt_take_ticket(struct tt_ctx *x)
 {
 	tls13_ticket *tk;
+	uint8_t *blob;
+	size_t len;
 
 	if (x->ntickets == 0)
 		return NULL;
-	tk = x->tickets[0];
+	blob = x->tickets[0];
+	len = x->ticketlen[0];
 	x->ntickets--;
 	memmove(&x->tickets[0], &x->tickets[1],
 	    x->ntickets * sizeof(x->tickets[0]));
+	memmove(&x->ticketlen[0], &x->ticketlen[1],
+	    x->ntickets * sizeof(x->ticketlen[0]));
+	if ((tk = calloc(1, sizeof(*tk))) != NULL)
+		memcpy(tk, blob, len);
+	OPENSSL_cleanse(blob, len);
+	free(blob);
 	return tk;
 }
 
@@ -276,6 +315,11 @@ tt_ctx_new(const struct route *r, char *err, size_t errlen)
 	cfg->max_fragment = (uint16_t)r->max_fragment;
 	cfg->record_size_limit = (uint16_t)r->record_size_limit;
 	cfg->record_fallback = r->record_fallback;
+	/* Pooled connections drop their AEAD contexts after TT_IDLE_KEYS_MS
+	 * idle, so rebuilding them for every small record would cost CPU
+	 * (measured 3-12 us per request with 512-byte records) and save
+	 * nothing on a parked connection. */
+	cfg->keep_aead = 1;
 	if (r->alpn != NULL) {
 		cfg->alpn_len = tt_alpn_wire(r->alpn, x->alpn,
 		    sizeof(x->alpn));
@@ -327,8 +371,10 @@ tt_ctx_free(void *ctx)
 
 	if (x == NULL)
 		return;
-	for (i = 0; i < x->ntickets; i++)
-		tt_free_ticket(x->tickets[i]);
+	for (i = 0; i < x->ntickets; i++) {
+		OPENSSL_cleanse(x->tickets[i], x->ticketlen[i]);
+		free(x->tickets[i]);
+	}
 	X509_STORE_free(x->store);
 	X509_free(x->client_cert);
 	sk_X509_pop_free(x->client_chain, X509_free);
@@ -364,6 +410,9 @@ tt_flush(struct tt_conn *t)
 		return 0;
 	if (evbuffer_add(bufferevent_get_output(t->tcp), p, n) == -1)
 		return -1;
+	/* Counted when queued: the handshake's last flight is then in the
+	 * count when BEV_EVENT_CONNECTED is reported. */
+	t->wire_tx += n;
 	tls13_out_consume(&t->c, n);
 	return 0;
 }
@@ -389,7 +438,7 @@ tt_rx_release(struct tt_conn *t)
 {
 	if (t->rx == NULL || !t->connected)
 		return;
-	if (tls13_conn_set_rxbuf(&t->c, t->rx_none, 0) != 0)
+	if (tls13_conn_set_rxbuf(&t->c, tt_rx_none, 0) != 0)
 		return;
 	free(t->rx);
 	t->rx = NULL;
@@ -414,6 +463,53 @@ tt_rx_grow(struct tt_conn *t, size_t cap)
 	return 0;
 }
 
+/* Gives the send buffer back while it holds nothing (tt_flush empties it
+ * after every call, unless the socket's evbuffer could not take it). */
+static void
+tt_tx_release(struct tt_conn *t)
+{
+	size_t n;
+
+	if (t->tx == NULL || !t->connected)
+		return;
+	(void)tls13_out(&t->c, &n);
+	if (n != 0 || tls13_conn_set_txbuf(&t->c, NULL, 0) != 0)
+		return;
+	free(t->tx);
+	t->tx = NULL;
+	t->txcap = 0;
+}
+
+/* A send buffer again, before the engine may write: application data, a
+ * KeyUpdate or an alert answering a record, a close_notify. */
+static int
+tt_tx_get(struct tt_conn *t)
+{
+	uint8_t *n;
+
+	if (t->tx != NULL)
+		return 0;
+	if ((n = malloc(t->txsize)) == NULL)
+		return -1;
+	if (tls13_conn_set_txbuf(&t->c, n, t->txsize) != 0) {
+		free(n);
+		return -1;
+	}
+	t->tx = n;
+	t->txcap = t->txsize;
+	return 0;
+}
+
+/* Out of the pool (a record in either direction): no idle-key timer. */
+static void
+tt_unpark(struct tt_conn *t)
+{
+	if (!t->parked)
+		return;
+	t->parked = 0;
+	bufferevent_set_timeouts(t->tcp, NULL, NULL);
+}
+
 /* The handshake completed: verification passed inside the engine. */
 static void
 tt_connected(struct tt_conn *t)
@@ -421,6 +517,11 @@ tt_connected(struct tt_conn *t)
 	t->connected = 1;
 	tt_free_ticket(t->ticket);
 	t->ticket = NULL;
+	/* From here on the send buffer holds one of our records at most:
+	 * no larger than the negotiated limit needs (a client certificate
+	 * made it larger for the handshake). */
+	if (tls13_tx_needed(&t->c) < t->txsize)
+		t->txsize = tls13_tx_needed(&t->c);
 	log_debug("upstream %s:%u: TLS 1.3 %s %s%s, record limit %zu",
 	    t->ctx->route->upstream_host, t->ctx->route->upstream_port,
 	    tls13_cipher_name(tls13_cipher(&t->c)),
@@ -497,10 +598,11 @@ tt_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 
 	(void)mode;
 	if (t->failed) {
+		t->wire_rx += evbuffer_get_length(src);
 		evbuffer_drain(src, evbuffer_get_length(src));
 		return BEV_ERROR;
 	}
-	evtimer_del(t->idle);
+	tt_unpark(t);
 	for (;;) {
 		if (t->connected) {
 			got = tt_read_app(t, dst, limit < 0 ? -1 :
@@ -518,11 +620,17 @@ tt_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			tt_fail(t, TLS13_ERR_BUFFER);
 			return BEV_ERROR;
 		}
+		/* A record may need an answer (a KeyUpdate, an alert). */
+		if (tt_tx_get(t) == -1) {
+			tt_fail(t, TLS13_ALERT_INTERNAL_ERROR);
+			return BEV_ERROR;
+		}
 		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
 			break;
 		n = v.iov_len;
 		rc = tls13_feed(&t->c, v.iov_base, &n);
 		evbuffer_drain(src, n);
+		t->wire_rx += n;
 		if (tt_flush(t) == -1) {
 			tt_fail(t, TLS13_ALERT_INTERNAL_ERROR);
 			return BEV_ERROR;
@@ -558,6 +666,7 @@ tt_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 		}
 	}
 	tt_rx_release(t);
+	tt_tx_release(t);
 	return added > 0 ? BEV_OK : BEV_NEED_MORE;
 }
 
@@ -578,7 +687,13 @@ tt_filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	(void)mode;
 	if (t->failed || t->ended || !t->connected)
 		return BEV_NEED_MORE;
-	evtimer_del(t->idle);
+	tt_unpark(t);
+	if (evbuffer_get_length(src) == 0)
+		return BEV_NEED_MORE;
+	if (tt_tx_get(t) == -1) {
+		tt_fail(t, TLS13_ALERT_INTERNAL_ERROR);
+		return BEV_ERROR;
+	}
 	while (evbuffer_get_length(src) > 0 && (limit < 0 ||
 	    evbuffer_get_length(dst) - start < (size_t)limit)) {
 		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
@@ -597,27 +712,17 @@ tt_filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			break;
 		moved = 1;
 	}
+	tt_tx_release(t);
 	return moved ? BEV_OK : BEV_NEED_MORE;
 }
 
-/* Hands over what the engine holds, then an EOF that waited for it. */
+/* Runs the socket's read callback again from the event loop (not inside
+ * the caller, who may be the reader): tt_tcp_read. */
 static void
-tt_kick(evutil_socket_t fd, short what, void *arg)
+tt_kick(struct tt_conn *t)
 {
-	struct tt_conn *t = arg;
-	short eof = t->eof_what;
-
-	(void)fd;
-	(void)what;
-	if (t->tcp_read != NULL)
-		t->tcp_read(t->tcp, t->tcp_arg);
-	if (eof != 0 && !t->pending && !t->ended &&
-	    evbuffer_get_length(bufferevent_get_input(t->tcp)) == 0) {
-		t->eof_what = 0;
-		t->ended = 1;
-		if (t->tcp_event != NULL)
-			t->tcp_event(t->tcp, eof, t->tcp_arg);
-	}
+	bufferevent_trigger(t->tcp, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
+	    BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* The reader took bytes out of the filter's input: if the engine holds
@@ -631,38 +736,24 @@ tt_input_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	(void)buf;
 	if (info->n_deleted > 0 && (t->pending || t->eof_what != 0 ||
 	    evbuffer_get_length(bufferevent_get_input(t->tcp)) > 0))
-		event_active(t->kick, EV_READ, 0);
+		tt_kick(t);
 }
 
-/* Every byte the socket reads or is given to write: the uplink's bill. */
-static void
-tt_count_rx(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-    void *arg)
-{
-	struct tt_conn *t = arg;
-
-	(void)buf;
-	t->wire_rx += info->n_added;
-}
-
-/* Counted when queued: the handshake's last flight is then in the count
- * when BEV_EVENT_CONNECTED is reported. */
-static void
-tt_count_tx(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-    void *arg)
-{
-	struct tt_conn *t = arg;
-
-	(void)buf;
-	t->wire_tx += info->n_added;
-}
-
+/* Records arrived, or a kick: through the filter into the engine, then
+ * an EOF that waited for what the engine held. */
 static void
 tt_tcp_read(struct bufferevent *tcp, void *arg)
 {
 	struct tt_conn *t = arg;
+	short eof = t->eof_what;
 
 	t->tcp_read(tcp, t->tcp_arg);
+	if (eof != 0 && !t->pending && !t->ended &&
+	    evbuffer_get_length(bufferevent_get_input(tcp)) == 0) {
+		t->eof_what = 0;
+		t->ended = 1;
+		t->tcp_event(tcp, eof, t->tcp_arg);
+	}
 }
 
 static void
@@ -683,12 +774,21 @@ tt_tcp_event(struct bufferevent *tcp, short what, void *arg)
 {
 	struct tt_conn *t = arg;
 
+	if (what & BEV_EVENT_TIMEOUT) {
+		/* Only tt_park sets a timeout here: the idle-key timer. */
+		tt_unpark(t);
+		tls13_conn_idle(&t->c);
+		/* libevent stopped reading on the timeout: the socket must
+		 * still see the server close a pooled connection. */
+		bufferevent_enable(tcp, EV_READ);
+		return;
+	}
 	if (t->ended)
 		return;
 	if ((what & BEV_EVENT_EOF) && t->connected && (t->pending ||
 	    evbuffer_get_length(bufferevent_get_input(tcp)) > 0)) {
 		t->eof_what = what;
-		event_active(t->kick, EV_READ, 0);
+		tt_kick(t);
 		return;
 	}
 	t->ended = 1;
@@ -712,37 +812,19 @@ tt_conn_free(void *arg)
 	fd = bufferevent_getfd(t->tcp);
 	if (t->connected && !t->ended && fd >= 0 &&
 	    evbuffer_get_length(bufferevent_get_output(t->tcp)) == 0 &&
-	    tls13_close(&t->c) == 0) {
+	    tt_tx_get(t) == 0 && tls13_close(&t->c) == 0) {
 		p = tls13_out(&t->c, &n);
 		if (n > 0 && send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
 			t->wire_tx += n;
 	}
 	/* The evbuffers outlive us by a little (libevent frees them after
 	 * this callback): nothing of theirs may point here any more. */
-	evbuffer_remove_cb(bufferevent_get_input(t->tcp), tt_count_rx, t);
-	evbuffer_remove_cb(bufferevent_get_output(t->tcp), tt_count_tx, t);
 	evbuffer_remove_cb(bufferevent_get_input(t->bev), tt_input_drained, t);
 	tls13_conn_free(&t->c);
 	tt_free_ticket(t->ticket);
-	if (t->kick != NULL)
-		event_free(t->kick);
-	if (t->idle != NULL)
-		event_free(t->idle);
 	free(t->rx);
 	free(t->tx);
 	free(t);
-}
-
-/* Parked and unused for TT_IDLE_KEYS_MS: drop the AEAD contexts, which
- * the next record rebuilds from the traffic secrets. */
-static void
-tt_idle(evutil_socket_t fd, short what, void *arg)
-{
-	struct tt_conn *t = arg;
-
-	(void)fd;
-	(void)what;
-	tls13_conn_idle(&t->c);
 }
 
 static struct bufferevent *
@@ -781,6 +863,7 @@ tt_start(void *ctx, struct bufferevent *tcp, char *err, size_t errlen)
 	    TT_TX_RECORD_MAX);
 	if (r->client_cert != NULL && t->txcap < TT_TX_CLIENT_CERT)
 		t->txcap = TT_TX_CLIENT_CERT;
+	t->txsize = t->txcap;
 	if ((t->rx = malloc(t->rxcap)) == NULL ||
 	    (t->tx = malloc(t->txcap)) == NULL)
 		goto oom;
@@ -801,9 +884,6 @@ tt_start(void *ctx, struct bufferevent *tcp, char *err, size_t errlen)
 			t->ticket = NULL;
 		}
 	}
-	if ((t->kick = event_new(base, -1, 0, tt_kick, t)) == NULL ||
-	    (t->idle = evtimer_new(base, tt_idle, t)) == NULL)
-		goto oom;
 	/* Deferred callbacks: a filter otherwise runs the write callback
 	 * from inside the caller's evbuffer_add(), re-entering proxy.c in
 	 * the middle of a pump; a socket or OpenSSL bufferevent never does. */
@@ -819,11 +899,7 @@ tt_start(void *ctx, struct bufferevent *tcp, char *err, size_t errlen)
 	bufferevent_setwatermark(t->tcp, EV_READ, 0, TT_TCP_READ_HIGH);
 	bufferevent_setwatermark(t->tcp, EV_WRITE, TT_TCP_WRITE_LOW,
 	    TT_TCP_WRITE_HIGH);
-	if (evbuffer_add_cb(bufferevent_get_input(t->tcp), tt_count_rx,
-	    t) == NULL ||
-	    evbuffer_add_cb(bufferevent_get_output(t->tcp), tt_count_tx,
-	    t) == NULL ||
-	    evbuffer_add_cb(bufferevent_get_input(t->bev), tt_input_drained,
+	if (evbuffer_add_cb(bufferevent_get_input(t->bev), tt_input_drained,
 	    t) == NULL) {
 		bufferevent_free(t->bev);
 		snprintf(err, errlen, "out of memory");
@@ -848,10 +924,6 @@ fail:
 		if (t->rx != NULL && t->tx != NULL)
 			tls13_conn_free(&t->c);
 		tt_free_ticket(t->ticket);
-		if (t->kick != NULL)
-			event_free(t->kick);
-		if (t->idle != NULL)
-			event_free(t->idle);
 		free(t->rx);
 		free(t->tx);
 		free(t);
@@ -893,11 +965,12 @@ tt_wire_bytes(struct bufferevent *bev, uint64_t *rx, uint64_t *tx)
 {
 	struct tt_conn *t = tt_conn_of(bev);
 
-	*rx = t != NULL ? t->wire_rx : 0;
+	*rx = t != NULL ? t->wire_rx +
+	    evbuffer_get_length(bufferevent_get_input(t->tcp)) : 0;
 	*tx = t != NULL ? t->wire_tx : 0;
 }
 
-/* Into the pool: give back the receive buffer now, and the AEAD
+/* Into the pool: give back both record buffers now, and the AEAD
  * contexts if the connection stays unused. */
 static void
 tt_park(struct bufferevent *bev)
@@ -909,7 +982,9 @@ tt_park(struct bufferevent *bev)
 	if (t == NULL || !t->connected)
 		return;
 	tt_rx_release(t);
-	evtimer_add(t->idle, &tv);
+	tt_tx_release(t);
+	t->parked = 1;
+	bufferevent_set_timeouts(t->tcp, &tv, NULL);
 }
 
 static void
@@ -919,5 +994,5 @@ tt_resume(struct bufferevent *bev)
 
 	if (t != NULL && (t->pending || t->eof_what != 0 ||
 	    evbuffer_get_length(bufferevent_get_input(t->tcp)) > 0))
-		event_active(t->kick, EV_READ, 0);
+		tt_kick(t);
 }

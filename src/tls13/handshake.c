@@ -875,8 +875,10 @@ on_encrypted_extensions(tls13_conn *c, tls13_rbuf *b, const uint8_t *msg,
 	/* Small records: a keyed AEAD context (about 1 KB with OpenSSL 3)
 	 * would outweigh the record buffers, so it lives for one record.
 	 * Costs a key derivation and setup per record (docs/tls13.md). */
-	c->rd.per_record = c->rx_limit <= TLS13_SMALL_RECORD;
-	c->wr.per_record = c->tx_limit <= TLS13_SMALL_RECORD;
+	c->rd.per_record = !c->cfg->keep_aead &&
+	    c->rx_limit <= TLS13_SMALL_RECORD;
+	c->wr.per_record = !c->cfg->keep_aead &&
+	    c->tx_limit <= TLS13_SMALL_RECORD;
 	if (th_add(c, msg, len) != 0)
 		return TLS13_ALERT_INTERNAL_ERROR;
 	c->state = (c->flags & F_RESUMED) ? TLS13_ST_WAIT_FIN :

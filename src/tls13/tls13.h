@@ -196,6 +196,13 @@ typedef struct tls13_config {
 	/** Middlebox compatibility mode (RFC 9846 §D.4): non-empty
 	 *  legacy_session_id and a dummy change_cipher_spec. */
 	int compat_mode;
+	/** Keep the keyed AEAD contexts between records even when the
+	 *  negotiated record limit is at most TLS13_SMALL_RECORD.  0 (the
+	 *  default): with small records each context lives for one record,
+	 *  the least memory per connection.  1: faster (no key setup per
+	 *  record); the caller drops them with tls13_conn_idle() when the
+	 *  connection goes idle. */
+	int keep_aead;
 	/** Pad application data records up to a multiple of this (0: none). */
 	uint16_t pad_block;
 	/** Trust anchors; borrowed.  Required unless insecure_no_verify. */

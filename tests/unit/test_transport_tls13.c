@@ -7,6 +7,15 @@
  * the stream stalls), a bare close seen as EOF only after every byte, the
  * byte counters, resumption with a kept ticket, and a failed verification
  * reported as "TLS: certificate verify failed: ...".
+ *
+ * Two tests run the server in a child process, so that this process's heap
+ * holds the client alone: a pooled (parked) connection with 512-byte
+ * records must stay within PARKED_MAX bytes, one with full-size records
+ * must give its AEAD contexts back after the adapter's idle delay, and
+ * both must still write, answer a KeyUpdate the server requests, and say
+ * close_notify after they gave their record buffers back.  glibc's
+ * per-thread cache would hide freed blocks from mallinfo2(): main() runs
+ * the tests again with it turned off.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 
 #include <event2/buffer.h>
@@ -42,6 +53,17 @@
 #define READ_HIGH 4096
 /* Every test ends within this. */
 #define TEST_TIMEOUT_S 10
+/* Heap bytes a parked connection may keep (max_fragment 512): the
+ * adapter with the engine, both bufferevents and the route's tickets.
+ * The target for a whole pooled uplink connection, upstream.c's record
+ * included, is 4 KB (docs/performance.md). */
+#define PARKED_MAX 3584
+/* Past the adapter's TT_IDLE_KEYS_MS (1 s): the AEAD contexts are gone. */
+#define PARK_WAIT_MS 1300
+/* With full-size records the engine keeps its two keyed AEAD contexts
+ * between records; parked that long, they are given back: at least this
+ * much. */
+#define IDLE_KEYS_MIN 1024
 
 struct tt {
 	struct event_base *base;
@@ -400,8 +422,210 @@ test_verify_failure(void **state)
 	tt_close_client(t);
 }
 
+/* ---- a parked connection, against a server in another process ---- */
+
+/* The child: a blocking OpenSSL server that follows the script of
+ * test_parked on `fd`, after a warm-up connection on `warm`; exits 0 when
+ * every step went as expected. */
+static void
+park_server(SSL_CTX *sctx, int warm, int fd)
+{
+	SSL *s = SSL_new(sctx);
+	char buf[8];
+
+	if (s == NULL || SSL_set_fd(s, warm) != 1 || SSL_accept(s) != 1 ||
+	    SSL_read(s, buf, 4) != 4 || SSL_write(s, "pong", 4) != 4)
+		_exit(9);
+	(void)SSL_read(s, buf, sizeof(buf));
+	SSL_free(s);
+	s = SSL_new(sctx);
+	if (s == NULL || SSL_set_fd(s, fd) != 1 || SSL_accept(s) != 1)
+		_exit(10);
+	if (SSL_read(s, buf, 4) != 4 || memcmp(buf, "ping", 4) != 0)
+		_exit(11);
+	if (SSL_write(s, "pong", 4) != 4)
+		_exit(12);
+	/* The client writes again after its buffers were given back. */
+	if (SSL_read(s, buf, 4) != 4 || memcmp(buf, "more", 4) != 0)
+		_exit(13);
+	/* RFC 9846 §4.6.3: the client must answer with a KeyUpdate of its
+	 * own; its next record is then under the new key. */
+	if (SSL_key_update(s, SSL_KEY_UPDATE_REQUESTED) != 1 ||
+	    SSL_write(s, "upd!", 4) != 4)
+		_exit(14);
+	if (SSL_read(s, buf, 4) != 4 || memcmp(buf, "last", 4) != 0)
+		_exit(15);
+	/* Then the client is freed: a close_notify, not a bare close. */
+	if (SSL_read(s, buf, sizeof(buf)) != 0 ||
+	    SSL_get_error(s, 0) != SSL_ERROR_ZERO_RETURN)
+		_exit(16);
+	_exit(0);
+}
+
+static char park_got[16];
+static size_t park_len;
+
+static void
+park_read(struct bufferevent *bev, void *arg)
+{
+	struct tt *t = arg;
+
+	park_len += evbuffer_remove(bufferevent_get_input(bev),
+	    park_got + park_len, sizeof(park_got) - park_len);
+	if (park_len >= 4)
+		event_base_loopbreak(t->base);
+}
+
+/* Writes `msg` and runs the loop until 4 bytes came back (or not). */
+static void
+park_exchange(struct tt *t, const char *msg, const char *want)
+{
+	park_len = 0;
+	if (msg != NULL)
+		bufferevent_write(t->cli, msg, 4);
+	event_base_dispatch(t->base);
+	assert_int_equal(t->error, 0);
+	assert_int_equal(park_len, 4);
+	assert_memory_equal(park_got, want, 4);
+}
+
+static size_t
+heap_used(void)
+{
+	return mallinfo2().uordblks;
+}
+
+/* Opens a connection on `fd` and runs the loop until it is up and has
+ * exchanged ping and pong. */
+static void
+park_open(struct tt *t, int fd)
+{
+	char err[160];
+	struct bufferevent *tcp;
+
+	evutil_make_socket_nonblocking(fd);
+	/* Not owning its fd, as upstream.c's socket bufferevent. */
+	tcp = bufferevent_socket_new(t->base, fd, 0);
+	assert_non_null(tcp);
+	t->cli = transport_tls13.start(t->ctx, tcp, err, sizeof(err));
+	if (t->cli == NULL)
+		fail_msg("start: %s", err);
+	t->connected = 0;
+	bufferevent_setcb(t->cli, NULL, NULL, cli_event, t);
+	bufferevent_enable(t->cli, EV_READ | EV_WRITE);
+	event_base_dispatch(t->base);
+	assert_int_equal(t->connected, 1);
+	bufferevent_setcb(t->cli, park_read, NULL, cli_event, t);
+	park_exchange(t, "ping", "pong");
+}
+
+/* The script of park_server with records of at most `mfl` bytes (0: full
+ * size); the heap that one connection holds when active and parked, after
+ * a first one filled what the route keeps. */
+static void
+run_parked(struct tt *t, int mfl, size_t *active_out, size_t *parked_out)
+{
+	struct timeval tv = { PARK_WAIT_MS / 1000,
+	    (PARK_WAIT_MS % 1000) * 1000 }, flush = { 0, 100 * 1000 };
+	char err[160];
+	int warm[2], sv[2], status;
+	size_t base, active, parked;
+	pid_t pid;
+
+	t->r.max_fragment = mfl;
+	t->ctx = transport_tls13.ctx_new(&t->r, err, sizeof(err));
+	if (t->ctx == NULL)
+		fail_msg("ctx_new: %s", err);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, warm), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(warm[0]);
+		close(sv[0]);
+		park_server(t->sctx, warm[1], sv[1]);
+	}
+	close(warm[1]);
+	close(sv[1]);
+
+	/* A first connection fills what the route keeps for all of them
+	 * (libcrypto's caches in the trust store, the tickets), as the
+	 * bench's 16 connections per route share it. */
+	park_open(t, warm[0]);
+	bufferevent_free(t->cli);
+	t->cli = NULL;
+	event_base_loop(t->base, EVLOOP_NONBLOCK);
+
+	base = heap_used();
+	park_open(t, sv[0]);
+	assert_int_equal(transport_tls13.resumed(t->cli), 1);
+	/* Into the pool as upstream.c puts it there. */
+	active = heap_used();
+	transport_tls13.park(t->cli);
+	event_base_loopexit(t->base, &tv);
+	event_base_dispatch(t->base);
+	parked = heap_used();
+	print_message("max_fragment %d: heap of one connection: %zu bytes "
+	    "active, %zu parked\n", mfl, active - base, parked - base);
+	*active_out = active - base;
+	*parked_out = parked - base;
+
+	/* Out of the pool: everything comes back on demand. */
+	park_exchange(t, "more", "upd!");
+	/* The last write goes out before the free, which then adds the
+	 * close_notify (only to an empty socket output). */
+	bufferevent_write(t->cli, "last", 4);
+	event_base_loopexit(t->base, &flush);
+	event_base_dispatch(t->base);
+	assert_int_equal(t->error, 0);
+	bufferevent_free(t->cli);
+	t->cli = NULL;
+	event_base_loop(t->base, EVLOOP_NONBLOCK);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* The figures are exact only without glibc's tcache (main()) and
+ * meaningless under ASan's allocator. */
+static int
+heap_exact(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	return 0;
+#else
+	return getenv("TT_TCACHE_OFF") != NULL;
+#endif
+}
+
+/* 512-byte records: the engine drops its AEAD contexts after every record
+ * anyway; the connection keeps less than PARKED_MAX. */
+static void
+test_parked(void **state)
+{
+	struct tt *t = *state;
+	size_t active, parked;
+
+	run_parked(t, 512, &active, &parked);
+	if (heap_exact())
+		assert_true(parked <= PARKED_MAX);
+}
+
+/* Full-size records: the AEAD contexts are kept while the connection is
+ * busy, and given back TT_IDLE_KEYS_MS after it was parked. */
+static void
+test_parked_idle_keys(void **state)
+{
+	struct tt *t = *state;
+	size_t active, parked;
+
+	run_parked(t, 0, &active, &parked);
+	if (heap_exact())
+		assert_true(active >= parked + IDLE_KEYS_MIN);
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_stream_both_ways, setup,
@@ -410,7 +634,20 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_verify_failure, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_parked, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_parked_idle_keys, setup,
+		    teardown),
 	};
 
+	/* Freed blocks in glibc's tcache count as in use for mallinfo2():
+	 * run again without it, so that test_parked's figures are exact. */
+	(void)argc;
+	if (getenv("TT_TCACHE_OFF") == NULL) {
+		setenv("TT_TCACHE_OFF", "1", 1);
+		setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0", 1);
+		execv("/proc/self/exe", argv);
+		unsetenv("TT_TCACHE_OFF");
+	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
