@@ -21,7 +21,6 @@ replay     a recording upstream comes up on that port; a live GET is
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -37,20 +36,8 @@ ID_RE = re.compile(r"^(\d{20})-([0-9a-f]{16})$")
 
 
 def upstream_on(w, port, **kw):
-    """A recording Upstream bound to a port chosen in advance (the
-    gateway's upstream address), so that it can come up after the
-    gateway started."""
-    orig = socket.socket.bind
-
-    def bind(self, addr):
-        if addr == ("127.0.0.1", 0):
-            addr = ("127.0.0.1", port)
-        return orig(self, addr)
-    socket.socket.bind = bind
-    try:
-        return w.upstream(**kw)
-    finally:
-        socket.socket.bind = orig
+    """A recording Upstream on a port chosen in advance."""
+    return w.upstream(port=port, **kw)
 
 
 def offline_route(w, up_port, spool, **keys):

@@ -27,7 +27,6 @@ framings    chunked (with extensions and trailers), empty, Expect:
 import os
 import re
 import signal
-import socket
 import sys
 import time
 
@@ -41,17 +40,7 @@ HDR = "X-Tlsgate-Queue-Id"
 
 def upstream_on(w, port, **kw):
     """A recording Upstream on a port chosen in advance."""
-    orig = socket.socket.bind
-
-    def bind(self, addr):
-        if addr == ("127.0.0.1", 0):
-            addr = ("127.0.0.1", port)
-        return orig(self, addr)
-    socket.socket.bind = bind
-    try:
-        return w.upstream(**kw)
-    finally:
-        socket.socket.bind = orig
+    return w.upstream(port=port, **kw)
 
 
 def offline_route(w, up_port, spool, **keys):

@@ -475,13 +475,15 @@ class Upstream:
     bodies are read (backpressure tests); rcvbuf: SO_RCVBUF of accepted
     sockets.  min_version/max_version: ssl.TLSVersion limits; ciphers:
     OpenSSL cipher string (for old protocol versions); client_ca: require
-    a client certificate signed by this CA (mutual TLS).
+    a client certificate signed by this CA (mutual TLS).  port: listen on
+    this port (one chosen in advance, e.g. a server that comes up after
+    the gateway started) instead of a free one.
     """
 
     def __init__(self, pki=None, cert=None, respond=None, tls=True,
                  read_rate=None, rcvbuf=None, min_version=None,
                  max_version=None, ciphers=None, head_first=None,
-                 client_ca=None):
+                 client_ca=None, port=None):
         self.requests = []
         self.handshakes = 0
         self.failed_handshakes = 0
@@ -510,7 +512,7 @@ class Upstream:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port or 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.addr = "127.0.0.1:%d" % self.port
