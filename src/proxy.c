@@ -98,6 +98,7 @@ struct session {
 	} listen;
 	char client[INET6_ADDRSTRLEN + 8];     /* "ip:port" for the log */
 	int closing;                    /* flushing, then lingering */
+	int in_to_mode, in_to_secs;     /* last session_in_timeouts() */
 
 	/* The exchange in progress; reset by session_txn_reset(). */
 	int active;                     /* bytes of a request were seen */
@@ -135,6 +136,7 @@ struct session {
 	uint64_t bytes_in, bytes_out;
 	uint64_t wire_rx, wire_tx;   /* TLS bytes of the exchange, uplink */
 	const char *tls;
+	const char *server;             /* "host:port" of the uplink, or NULL */
 	char *err;                      /* why the exchange failed, or NULL */
 	int retry_after;                /* seconds for Retry-After, or 0 */
 
@@ -178,6 +180,7 @@ struct proxy {
 static void session_close(struct session *, const char *);
 static void session_free(struct session *, int);
 static void session_park(struct session *);
+static void session_cut(struct session *, const char *);
 static void session_idle_timer(struct session *);
 static int proxy_session_start(struct proxy *, evutil_socket_t,
     const struct sockaddr *, socklen_t, const struct sockaddr *, socklen_t,
@@ -203,6 +206,8 @@ static void session_coalesce_body(struct session *);
 static void session_pump_request(struct session *);
 static void session_request_done(struct session *);
 static void session_pump_response(struct session *);
+static struct evbuffer *session_dev_stage(struct session *);
+static void session_dev_flush(struct session *);
 static void session_parse_response(struct session *);
 static void session_response_done(struct session *);
 static void session_upstream_failed(struct session *, const char *, int);
@@ -340,6 +345,7 @@ proxy_reload(struct proxy *px, struct config *cfg, char *err, size_t errlen)
 {
 	struct proxy_gen *g;
 	struct upstream **ups;
+	size_t i;
 
 	if ((g = calloc(1, sizeof(*g))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -354,6 +360,8 @@ proxy_reload(struct proxy *px, struct config *cfg, char *err, size_t errlen)
 	g->cfg = px->cfg;
 	g->ups = px->ups;
 	TAILQ_INSERT_TAIL(&px->retired, g, entry);
+	for (i = 0; i < g->cfg->nroutes; i++)
+		upstream_drain(g->ups[i]);
 	px->cfg = config_ref(cfg);
 	px->ups = ups;
 	proxy_gc(px);
@@ -568,34 +576,118 @@ proxy_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
 	return 0;
 }
 
-/* Appends "Name: v1, v2, ..., extra" gathering every field `flag` marks. */
+/*
+ * Head rewriting copies its pieces (a dozen or more per head) into a
+ * buffer on the stack and hands them to the evbuffer in few large
+ * evbuffer_add() calls: each call runs the evbuffer's callbacks (on the
+ * device's output, libevent's write scheduling), and the profile showed
+ * per-piece adds and printf formatting as the largest user-space cost.
+ */
+#define PROXY_HBUF_SIZE 2048
+
+struct proxy_hbuf {
+	struct evbuffer *out;
+	size_t len;
+	int err;                        /* an evbuffer_add() failed */
+	char buf[PROXY_HBUF_SIZE];
+};
+
+static void
+hbuf_flush(struct proxy_hbuf *h)
+{
+	if (h->len > 0 && evbuffer_add(h->out, h->buf, h->len) == -1)
+		h->err = 1;
+	h->len = 0;
+}
+
+static void
+hbuf_add(struct proxy_hbuf *h, const void *p, size_t n)
+{
+	if (n > sizeof(h->buf) - h->len) {
+		hbuf_flush(h);
+		/* A piece larger than the buffer goes on its own. */
+		if (n > sizeof(h->buf)) {
+			if (evbuffer_add(h->out, p, n) == -1)
+				h->err = 1;
+			return;
+		}
+	}
+	memcpy(h->buf + h->len, p, n);
+	h->len += n;
+}
+
+static void
+hbuf_str(struct proxy_hbuf *h, const char *s)
+{
+	hbuf_add(h, s, strlen(s));
+}
+
+/* Decimal digits of v, for Content-Length and the status code. */
+static void
+hbuf_u64(struct proxy_hbuf *h, uint64_t v, size_t mindigits)
+{
+	char d[20];                     /* UINT64_MAX has 20 digits */
+	size_t i = sizeof(d);
+
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0 || sizeof(d) - i < mindigits);
+	hbuf_add(h, d + i, sizeof(d) - i);
+}
+
+/* Ends the head: 0, or -1 when an evbuffer_add() failed. */
 static int
-proxy_add_list(struct evbuffer *out, const struct http1_header *hs,
+hbuf_end(struct proxy_hbuf *h)
+{
+	hbuf_flush(h);
+	return h->err ? -1 : 0;
+}
+
+static void
+hbuf_init(struct proxy_hbuf *h, struct evbuffer *out)
+{
+	h->out = out;
+	h->len = 0;
+	h->err = 0;
+}
+
+/*
+ * Appends "Name: v1, v2, ..., 1.x tlsgate" (our Via entry for `minor`)
+ * or "Name: v1, v2, ..., extra" gathering every field `flag` marks.
+ */
+static void
+proxy_add_list(struct proxy_hbuf *h, const struct http1_header *hs,
     size_t n, unsigned flag, const char *name, const char *extra)
 {
 	size_t i;
-	int rc = 0;
 
-	rc |= evbuffer_add_printf(out, "%s: ", name) < 0;
+	hbuf_str(h, name);
+	hbuf_add(h, ": ", 2);
 	for (i = 0; i < n; i++) {
 		if (!(hs[i].flags & flag) || hs[i].value.len == 0)
 			continue;
-		rc |= evbuffer_add(out, hs[i].value.p, hs[i].value.len);
-		rc |= evbuffer_add(out, ", ", 2);
+		hbuf_add(h, hs[i].value.p, hs[i].value.len);
+		hbuf_add(h, ", ", 2);
 	}
-	rc |= evbuffer_add_printf(out, "%s\r\n", extra) < 0;
-	return rc ? -1 : 0;
+	hbuf_str(h, extra);
+	hbuf_add(h, "\r\n", 2);
 }
 
-static int
-proxy_add_field(struct evbuffer *out, const struct http1_header *h)
+static void
+proxy_add_field(struct proxy_hbuf *h, const struct http1_header *hd)
 {
-	if (evbuffer_add(out, h->name.p, h->name.len) == -1 ||
-	    evbuffer_add(out, ": ", 2) == -1 ||
-	    evbuffer_add(out, h->value.p, h->value.len) == -1 ||
-	    evbuffer_add(out, "\r\n", 2) == -1)
-		return -1;
-	return 0;
+	hbuf_add(h, hd->name.p, hd->name.len);
+	hbuf_add(h, ": ", 2);
+	hbuf_add(h, hd->value.p, hd->value.len);
+	hbuf_add(h, "\r\n", 2);
+}
+
+/* RFC 9110 §7.6.3: the protocol received (HTTP/1.0 or 1.1), our name. */
+static const char *
+proxy_via(int minor)
+{
+	return minor == 0 ? "1.0 tlsgate" : "1.1 tlsgate";
 }
 
 int
@@ -606,15 +698,17 @@ proxy_rewrite_request_head(const struct http1_request *req,
 	const unsigned drop = HTTP1_HDR_HOP | HTTP1_HDR_HOST | HTTP1_HDR_CL |
 	    HTTP1_HDR_EXPECT | HTTP1_HDR_VIA | HTTP1_HDR_XFF;
 	const struct http1_header *h;
-	char via[32];
+	struct proxy_hbuf hb;
 	size_t i;
+	int rc;
 
-	if (evbuffer_add(out, req->method.p, req->method.len) == -1 ||
-	    evbuffer_add(out, " ", 1) == -1 ||
-	    evbuffer_add(out, req->path.p, req->path.len) == -1 ||
-	    evbuffer_add_printf(out, " HTTP/1.1\r\nHost: %s\r\n",
-	    r->host) < 0)
-		return -1;
+	hbuf_init(&hb, out);
+	hbuf_add(&hb, req->method.p, req->method.len);
+	hbuf_add(&hb, " ", 1);
+	hbuf_add(&hb, req->path.p, req->path.len);
+	hbuf_str(&hb, " HTTP/1.1\r\nHost: ");
+	hbuf_str(&hb, r->host);
+	hbuf_add(&hb, "\r\n", 2);
 	for (i = 0; i < req->nheaders; i++) {
 		h = &req->headers[i];
 		if ((h->flags & drop) || !headers_pass(r, h->name.p,
@@ -623,37 +717,41 @@ proxy_rewrite_request_head(const struct http1_request *req,
 		/* The gateway's credentials replace the device's. */
 		if (basic != NULL && http1_str_ieq(h->name, "Authorization"))
 			continue;
-		if (proxy_add_field(out, h) == -1)
-			return -1;
+		proxy_add_field(&hb, h);
 	}
 	/* RFC 9110 §7.6.3: the protocol we received, then our name.  The
 	 * route's rules apply to our own fields too (a site may not want
 	 * device addresses to leave the LAN in X-Forwarded-For). */
-	snprintf(via, sizeof(via), "1.%d tlsgate", req->minor);
-	if ((headers_pass(r, "Via", 3) && proxy_add_list(out, req->headers,
-	    req->nheaders, HTTP1_HDR_VIA, "Via", via) == -1) ||
-	    (headers_pass(r, "X-Forwarded-For", 15) && proxy_add_list(out,
-	    req->headers, req->nheaders, HTTP1_HDR_XFF, "X-Forwarded-For",
-	    client_ip) == -1) ||
-	    headers_append(r, basic != NULL ? "Authorization" : NULL,
-	    out) == -1)
+	if (headers_pass(r, "Via", 3))
+		proxy_add_list(&hb, req->headers, req->nheaders,
+		    HTTP1_HDR_VIA, "Via", proxy_via(req->minor));
+	if (headers_pass(r, "X-Forwarded-For", 15))
+		proxy_add_list(&hb, req->headers, req->nheaders,
+		    HTTP1_HDR_XFF, "X-Forwarded-For", client_ip);
+	/* headers_append() writes to the evbuffer itself. */
+	if (hbuf_end(&hb) == -1 || headers_append(r, basic != NULL ?
+	    "Authorization" : NULL, out) == -1)
 		return -1;
 	/* RFC 7617 §2; the value is a secret and is never logged. */
-	if (basic != NULL && evbuffer_add_printf(out,
-	    "Authorization: Basic %s\r\n", basic) < 0)
-		return -1;
+	if (basic != NULL) {
+		hbuf_str(&hb, "Authorization: Basic ");
+		hbuf_str(&hb, basic);
+		hbuf_add(&hb, "\r\n", 2);
+	}
 	/* Framing is ours (RFC 9112 §6.1: Transfer-Encoding and
 	 * Content-Length are per hop); the body is re-encoded to match. */
 	if (req->framing == HTTP1_BODY_LENGTH) {
-		if (evbuffer_add_printf(out, "Content-Length: %" PRIu64 "\r\n",
-		    req->content_length) < 0)
-			return -1;
-	} else if (req->framing == HTTP1_BODY_CHUNKED) {
-		if (evbuffer_add_printf(out,
-		    "Transfer-Encoding: chunked\r\n") < 0)
-			return -1;
-	}
-	return evbuffer_add(out, "\r\n", 2);
+		hbuf_str(&hb, "Content-Length: ");
+		hbuf_u64(&hb, req->content_length, 1);
+		hbuf_add(&hb, "\r\n", 2);
+	} else if (req->framing == HTTP1_BODY_CHUNKED)
+		hbuf_str(&hb, "Transfer-Encoding: chunked\r\n");
+	hbuf_add(&hb, "\r\n", 2);
+	rc = hbuf_end(&hb);
+	/* The stack copy of the gateway's credentials. */
+	if (basic != NULL)
+		OPENSSL_cleanse(hb.buf, sizeof(hb.buf));
+	return rc;
 }
 
 int
@@ -661,7 +759,7 @@ proxy_rewrite_response_head(const struct http1_response *resp,
     unsigned flags, struct evbuffer *out)
 {
 	unsigned drop = HTTP1_HDR_HOP | HTTP1_HDR_VIA;
-	char via[32];
+	struct proxy_hbuf hb;
 	size_t i;
 
 	/* The body is re-framed: its old length no longer applies. */
@@ -669,32 +767,28 @@ proxy_rewrite_response_head(const struct http1_response *resp,
 	    resp->framing == HTTP1_BODY_CHUNKED ||
 	    resp->framing == HTTP1_BODY_CLOSE)
 		drop |= HTTP1_HDR_CL;
+	hbuf_init(&hb, out);
 	/* RFC 9110 §6.2: we send our own version, HTTP/1.1. */
-	if (evbuffer_add_printf(out, "HTTP/1.1 %03d ", resp->status) < 0 ||
-	    evbuffer_add(out, resp->reason.p, resp->reason.len) == -1 ||
-	    evbuffer_add(out, "\r\n", 2) == -1)
-		return -1;
+	hbuf_str(&hb, "HTTP/1.1 ");
+	hbuf_u64(&hb, (uint64_t)resp->status, 3);
+	hbuf_add(&hb, " ", 1);
+	hbuf_add(&hb, resp->reason.p, resp->reason.len);
+	hbuf_add(&hb, "\r\n", 2);
 	for (i = 0; i < resp->nheaders; i++)
-		if (!(resp->headers[i].flags & drop) &&
-		    proxy_add_field(out, &resp->headers[i]) == -1)
-			return -1;
-	snprintf(via, sizeof(via), "1.%d tlsgate", resp->minor);
-	if (proxy_add_list(out, resp->headers, resp->nheaders, HTTP1_HDR_VIA,
-	    "Via", via) == -1)
-		return -1;
+		if (!(resp->headers[i].flags & drop))
+			proxy_add_field(&hb, &resp->headers[i]);
+	proxy_add_list(&hb, resp->headers, resp->nheaders, HTTP1_HDR_VIA,
+	    "Via", proxy_via(resp->minor));
 	if (!(flags & PROXY_RESP_INTERIM)) {
-		if ((flags & PROXY_RESP_CHUNKED) && evbuffer_add_printf(out,
-		    "Transfer-Encoding: chunked\r\n") < 0)
-			return -1;
-		if (!(flags & PROXY_RESP_KEEP)) {
-			if (evbuffer_add_printf(out,
-			    "Connection: close\r\n") < 0)
-				return -1;
-		} else if ((flags & PROXY_RESP_DEV10) &&
-		    evbuffer_add_printf(out, "Connection: keep-alive\r\n") < 0)
-			return -1;
+		if (flags & PROXY_RESP_CHUNKED)
+			hbuf_str(&hb, "Transfer-Encoding: chunked\r\n");
+		if (!(flags & PROXY_RESP_KEEP))
+			hbuf_str(&hb, "Connection: close\r\n");
+		else if (flags & PROXY_RESP_DEV10)
+			hbuf_str(&hb, "Connection: keep-alive\r\n");
 	}
-	return evbuffer_add(out, "\r\n", 2);
+	hbuf_add(&hb, "\r\n", 2);
+	return hbuf_end(&hb);
 }
 
 enum metrics_uperr
@@ -909,6 +1003,7 @@ session_txn_reset(struct session *s)
 	s->bytes_in = 0;
 	s->bytes_out = 0;
 	s->tls = "-";
+	s->server = NULL;
 	s->wire_rx = s->wire_tx = 0;
 	free(s->err);
 	s->err = NULL;
@@ -950,7 +1045,8 @@ session_txn_log(struct session *s)
 	    " error=\"%s\"", s->client,
 	    s->route != NULL ? s->route->name : "-", method, path, s->status,
 	    s->bytes_in, s->bytes_out, ms,
-	    s->up != NULL ? upstream_name(s->up) : "-", s->tls, s->wire_rx,
+	    s->server != NULL ? s->server : s->up != NULL ?
+	    upstream_name(s->up) : "-", s->tls, s->wire_rx,
 	    s->wire_tx, err);
 	s->active = 0;
 	s->px->nrequests++;
@@ -1010,6 +1106,31 @@ session_take_reload(struct session *s)
 }
 
 /* Ready for the next request on a kept connection. */
+/*
+ * Ends a session whose response was cut short after part of it went to
+ * the device.  Only closing can tell the device that it is incomplete.
+ * When the framing it got shows the cut (a Content-Length, or our chunking
+ * without its last chunk), the bytes already relayed are flushed first and
+ * a FIN follows, so a slow device still gets all of them; a
+ * close-delimited body needs the reset of session_close().
+ */
+static void
+session_cut(struct session *s, const char *why)
+{
+	if (s->resp != RESP_BODY || (!s->out_chunked &&
+	    s->resp_framing != HTTP1_BODY_LENGTH)) {
+		session_close(s, why);
+		return;
+	}
+	session_set_err(s, why, 0);
+	session_release_upstream(s, 0);
+	upstream_close(s->connecting);
+	s->connecting = NULL;
+	session_timer_set(s, TIMER_NONE, 0);
+	s->dev_keep = 0;
+	session_txn_finish(s);
+}
+
 /* Between requests: the idle timeout, preceded by parking when it is
  * longer than PROXY_PARK_AFTER_MS. */
 static void
@@ -1180,6 +1301,13 @@ session_in_timeouts(struct session *s, int body)
 {
 	struct timeval tv = { s->cfg->idle_timeout, 0 };
 
+	/* Each call re-adds the events (timer queue work) and it comes up
+	 * several times per request: only a change is passed on.  Activity
+	 * restarts a running timeout anyway (the events are persistent). */
+	if (s->in_to_mode == body + 1 && s->in_to_secs == s->cfg->idle_timeout)
+		return;
+	s->in_to_mode = body + 1;
+	s->in_to_secs = s->cfg->idle_timeout;
 	bufferevent_set_timeouts(s->se_in, body ? &tv : NULL, &tv);
 }
 
@@ -1298,7 +1426,7 @@ session_error(struct session *s, int status, const char *why,
 	if (s->resp_started) {
 		/* Part of a response went out: only closing can tell the
 		 * device that it is incomplete. */
-		session_close(s, why);
+		session_cut(s, why);
 		return;
 	}
 	session_timer_set(s, TIMER_NONE, 0);
@@ -1572,18 +1700,21 @@ session_attach(struct session *s, struct upconn *c)
 {
 	struct bufferevent *bev = upstream_bev(c);
 	struct timeval ut = { s->route->upstream_timeout, 0 };
-	size_t len = evbuffer_get_length(s->head_out);
+	size_t len, high;
 
 	s->se_out = c;
 	s->tls = upstream_tls_mode(c);
+	s->server = upstream_conn_server(c);
 	if (!upstream_reused(c))
 		metrics_handshake(s->mroute, strcmp(s->tls, "resumed") == 0);
 	bufferevent_setcb(bev, up_read, up_write, up_event, s);
-	bufferevent_setwatermark(bev, EV_READ, 0, proxy_read_high(s->cfg));
+	/* A pooled connection usually has this watermark already, and
+	 * setting it re-adds the read event. */
+	if (bufferevent_getwatermark(bev, EV_READ, NULL, &high) == -1 ||
+	    high != proxy_read_high(s->cfg))
+		bufferevent_setwatermark(bev, EV_READ, 0,
+		    proxy_read_high(s->cfg));
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-	/* Until the request is sent, only a stalled write is a timeout;
-	 * a long upload is not. */
-	bufferevent_set_timeouts(bev, NULL, &ut);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	session_coalesce_body(s);
 	len = evbuffer_get_length(s->head_out);
@@ -1594,6 +1725,15 @@ session_attach(struct session *s, struct upconn *c)
 		session_close(s, "out of memory");
 		return;
 	}
+	/* Until the request is sent, only a stalled write is a timeout;
+	 * a long upload is not.  A request that session_request_done()
+	 * completes below (at once, or in the pump: all its body is here
+	 * and the uplink takes it) gets its timeouts there: each setting
+	 * re-adds the events. */
+	if (s->req != REQ_DONE && !(s->req_framing == HTTP1_BODY_LENGTH &&
+	    s->req_left == 0 && evbuffer_get_length(
+	    bufferevent_get_output(bev)) < PROXY_BUF_HIGH))
+		bufferevent_set_timeouts(bev, NULL, &ut);
 	s->resp = RESP_HEAD;
 	if (s->req == REQ_DONE) {
 		session_request_done(s);
@@ -1665,7 +1805,6 @@ session_pump_request(struct session *s)
 			return;
 		out = bufferevent_get_output(upstream_bev(s->se_out));
 	}
-	session_in_timeouts(s, 1);
 	while (s->req == REQ_BODY) {
 		if (out != NULL && evbuffer_get_length(out) >= PROXY_BUF_HIGH) {
 			/* le-proxy: stop reading until the uplink drains. */
@@ -1729,6 +1868,10 @@ session_pump_request(struct session *s)
 			session_request_done(s);
 		}
 	}
+	/* Still waiting for body bytes: a device that stops sending them
+	 * times out (set here, not when the body was already whole). */
+	if (s->req == REQ_BODY)
+		session_in_timeouts(s, 1);
 }
 
 static void
@@ -1791,7 +1934,7 @@ static void
 session_parse_response(struct session *s)
 {
 	struct bufferevent *bev = upstream_bev(s->se_out);
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = bufferevent_get_input(bev), *out;
 	struct http1_response resp;
 	size_t len, n, max = (size_t)s->cfg->max_header_size;
 	const char *p;
@@ -1866,20 +2009,20 @@ session_parse_response(struct session *s)
 		flags = (s->out_chunked ? PROXY_RESP_CHUNKED : 0) |
 		    (s->dev_keep ? PROXY_RESP_KEEP : 0) |
 		    (s->minor == 0 ? PROXY_RESP_DEV10 : 0);
-		len = evbuffer_get_length(bufferevent_get_output(s->se_in));
-		if (proxy_rewrite_response_head(&resp, flags,
-		    bufferevent_get_output(s->se_in)) == -1) {
-			session_close(s, "out of memory");
-			return;
-		}
-		s->bytes_out += evbuffer_get_length(
-		    bufferevent_get_output(s->se_in)) - len;
-		evbuffer_drain(in, (size_t)rc);
-		s->resp_started = 1;
-		s->resp = RESP_BODY;
+		/* The request head is no longer needed for a retry. */
 		if (s->head_out != NULL)
 			evbuffer_drain(s->head_out,
 			    evbuffer_get_length(s->head_out));
+		out = session_dev_stage(s);
+		len = evbuffer_get_length(out);
+		if (proxy_rewrite_response_head(&resp, flags, out) == -1) {
+			session_close(s, "out of memory");
+			return;
+		}
+		s->bytes_out += evbuffer_get_length(out) - len;
+		evbuffer_drain(in, (size_t)rc);
+		s->resp_started = 1;
+		s->resp = RESP_BODY;
 		if (resp.framing == HTTP1_BODY_NONE ||
 		    (resp.framing == HTTP1_BODY_LENGTH && s->resp_left == 0)) {
 			session_response_done(s);
@@ -1889,12 +2032,63 @@ session_parse_response(struct session *s)
 	session_pump_response(s);
 }
 
+/*
+ * The response for the device is staged in head_out (free once the
+ * response head arrived) and handed over by session_dev_flush() before
+ * each return to the event loop.  Adding to the device's output makes
+ * libevent schedule a write: epoll_ctl() to watch for writability, an
+ * epoll_wait() round, epoll_ctl() to stop; a response that finds nothing
+ * queued is written at once instead.
+ */
+static struct evbuffer *
+session_dev_stage(struct session *s)
+{
+	if (s->head_out != NULL)
+		return s->head_out;
+	return bufferevent_get_output(s->se_in);
+}
+
+/* Moves what session_dev_stage() holds to the device. */
+static void
+session_dev_flush(struct session *s)
+{
+	struct evbuffer *dev = bufferevent_get_output(s->se_in);
+	struct evbuffer *st = s->head_out;
+
+	if (st == NULL || evbuffer_get_length(st) == 0)
+		return;
+	/* What the socket does not take now goes the usual way, and so
+	 * does an error, which libevent's own write then reports. */
+	if (evbuffer_get_length(dev) == 0)
+		(void)evbuffer_write(st, bufferevent_getfd(s->se_in));
+	if (evbuffer_add_buffer(dev, st) == -1)
+		evbuffer_drain(st, evbuffer_get_length(st));
+}
+
+/* Appends "<size in hex>\r\n" (RFC 9112 §7.1); returns its length. */
+static size_t
+proxy_add_chunk_size(struct evbuffer *out, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char d[sizeof(size_t) * 2 + 2];
+	size_t i = sizeof(d) - 2;
+
+	d[sizeof(d) - 2] = '\r';
+	d[sizeof(d) - 1] = '\n';
+	do {
+		d[--i] = hex[n & 0xf];
+		n >>= 4;
+	} while (n != 0);
+	(void)evbuffer_add(out, d + i, sizeof(d) - i);
+	return sizeof(d) - i;
+}
+
 /* Moves response body bytes to the device, with the device's framing. */
 static void
 session_pump_response(struct session *s)
 {
 	struct bufferevent *bev;
-	struct evbuffer *in, *out = bufferevent_get_output(s->se_in);
+	struct evbuffer *in, *out, *dev = bufferevent_get_output(s->se_in);
 	struct evbuffer_iovec v;
 	enum http1_chunk_status st;
 	size_t n, used, off, dlen;
@@ -1903,14 +2097,20 @@ session_pump_response(struct session *s)
 		return;
 	bev = upstream_bev(s->se_out);
 	in = bufferevent_get_input(bev);
+	out = session_dev_stage(s);
 	while (s->resp == RESP_BODY) {
-		if (evbuffer_get_length(out) >= PROXY_BUF_HIGH) {
+		if (evbuffer_get_length(dev) + (out != dev ?
+		    evbuffer_get_length(out) : 0) >= PROXY_BUF_HIGH) {
+			session_dev_flush(s);
 			bufferevent_disable(bev, EV_READ);
 			bufferevent_setwatermark(s->se_in, EV_WRITE,
 			    PROXY_BUF_HIGH / 2, 0);
 			return;
 		}
 		if ((n = evbuffer_get_length(in)) == 0) {
+			/* What this pump staged goes first, whatever
+			 * follows (session_cut() keeps the device's output). */
+			session_dev_flush(s);
 			if (!s->up_eof)
 				return;
 			/* RFC 9112 §6.3 (8): the close ends this body; any
@@ -1924,7 +2124,8 @@ session_pump_response(struct session *s)
 			    "during the response", s->route->name,
 			    upstream_name(s->up));
 			metrics_upstream_error(s->mroute, METRICS_UPERR_RESET);
-			session_close(s, "upstream closed connection");
+			session_set_err(s, "upstream closed connection", 1);
+			session_cut(s, "upstream closed connection");
 			return;
 		}
 		switch (s->resp_framing) {
@@ -1941,15 +2142,19 @@ session_pump_response(struct session *s)
 			break;
 		case HTTP1_BODY_CLOSE:
 			if (s->out_chunked)
-				out_printf(s, "%zx\r\n", n);
+				s->bytes_out += proxy_add_chunk_size(out, n);
 			s->bytes_out += n;
 			evbuffer_remove_buffer(in, out, n);
-			if (s->out_chunked)
-				out_add(s, "\r\n", 2);
+			if (s->out_chunked) {
+				s->bytes_out += 2;
+				evbuffer_add(out, "\r\n", 2);
+			}
 			break;
 		case HTTP1_BODY_CHUNKED:
-			if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) {
+				session_dev_flush(s);
 				return;
+			}
 			st = http1_chunked_feed(&s->resp_chunk, v.iov_base,
 			    v.iov_len, &used, &off, &dlen);
 			if (st == HTTP1_CHUNK_ERROR) {
@@ -1961,10 +2166,15 @@ session_pump_response(struct session *s)
 			}
 			if (st == HTTP1_CHUNK_DATA) {
 				if (s->out_chunked)
-					out_printf(s, "%zx\r\n", dlen);
-				out_add(s, (char *)v.iov_base + off, dlen);
-				if (s->out_chunked)
-					out_add(s, "\r\n", 2);
+					s->bytes_out += proxy_add_chunk_size(
+					    out, dlen);
+				s->bytes_out += dlen;
+				evbuffer_add(out, (char *)v.iov_base + off,
+				    dlen);
+				if (s->out_chunked) {
+					s->bytes_out += 2;
+					evbuffer_add(out, "\r\n", 2);
+				}
 			}
 			evbuffer_drain(in, used);
 			if (st == HTTP1_CHUNK_DONE) {
@@ -1977,13 +2187,18 @@ session_pump_response(struct session *s)
 			return;
 		}
 	}
+	session_dev_flush(s);
 }
 
 static void
 session_response_done(struct session *s)
 {
-	if (s->out_chunked)
-		out_add(s, "0\r\n\r\n", 5);
+	if (s->out_chunked) {
+		s->bytes_out += 5;
+		evbuffer_add(session_dev_stage(s), "0\r\n\r\n", 5);
+	}
+	/* Before the exchange ends: the stage goes with it. */
+	session_dev_flush(s);
 	s->resp = RESP_DONE;
 	/* Reusable only after a complete exchange on both sides. */
 	session_release_upstream(s, s->up_keep && s->req == REQ_DONE);
@@ -2396,7 +2611,7 @@ up_event(struct bufferevent *bev, short what, void *arg)
 		    s->route->name, upstream_name(s->up), err);
 		metrics_upstream_error(s->mroute, proxy_uperr_kind(err, 0));
 		session_set_err(s, err, 1);
-		session_close(s, err);
+		session_cut(s, err);
 		return;
 	}
 	if (!upstream_reused(s->se_out))

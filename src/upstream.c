@@ -440,9 +440,11 @@ upstream_get(struct upstream *up)
 	c->reused = 1;
 	up->reused++;
 	up->t->wire_bytes(c->bev, &c->rx0, &c->tx0);
+	/* Reading stays enabled: the caller needs it at once, and turning
+	 * it off and on again costs two epoll_ctl() calls per request.
+	 * Writing was off since upstream_release(); the caller's
+	 * bufferevent_set_timeouts() replaces the idle timeout. */
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	return c;
 }
 
@@ -817,14 +819,17 @@ upstream_release(struct upconn *c)
 	c->state = UPCONN_IDLE;
 	TAILQ_INSERT_TAIL(&up->idle, c, entry);
 	up->nidle++;
-	/* Watch for the server closing it, and for the idle limit. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	/* Watch for the server closing it, and for the idle limit.  The
+	 * read watermark stays as the last user set it (the input is
+	 * empty, so it suspends nothing), and reading is enabled only when
+	 * it was paused: each of these re-adds the read event. */
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	bufferevent_setcb(c->bev, upconn_idle_read, NULL, upconn_idle_event,
 	    c);
 	bufferevent_set_timeouts(c->bev, &tv, NULL);
 	bufferevent_disable(c->bev, EV_WRITE);
-	bufferevent_enable(c->bev, EV_READ);
+	if (!(bufferevent_get_enabled(c->bev) & EV_READ))
+		bufferevent_enable(c->bev, EV_READ);
 	if (up->t->park != NULL)
 		up->t->park(c->bev);
 }

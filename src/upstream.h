@@ -79,7 +79,10 @@ void upstream_free(struct upstream *up);
 /**
  * Takes the most recently used idle connection out of the pool, or
  * returns NULL when there is none.  The caller owns the result, which has
- * no callbacks and no timeouts set.
+ * no callbacks, reading enabled (bytes that arrive wait in its input
+ * buffer) and writing disabled; the pool's idle read timeout is still set
+ * and must be replaced with bufferevent_set_timeouts() before the loop
+ * runs again.
  */
 struct upconn *upstream_get(struct upstream *up);
 

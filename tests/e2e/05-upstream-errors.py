@@ -310,5 +310,40 @@ def test_mutual_tls_client_cert():
                   "configured (%r)" % r)
 
 
+def test_cut_response_reaches_slow_device():
+    """When the upstream closes in the middle of a Content-Length body
+    while a slow device still has relayed bytes waiting in the gateway,
+    the device gets every byte the upstream sent, then the close: the
+    framing tells it the body is incomplete."""
+    sent = 1000000
+    with World() as w:
+        up = w.upstream(respond=lambda q: Response(raw=(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n" +
+            b"s" * sent)))
+        gw = w.gateway([("r", route(up, w.pki))])
+        s = connect(gw.port, rcvbuf=4096)
+        s.sendall(b"GET /slow-cut HTTP/1.1\r\nHost: d\r\n\r\n")
+        data, eof = b"", False
+        deadline = time.monotonic() + 20
+        s.settimeout(5)
+        while time.monotonic() < deadline:
+            d = s.recv(4096)
+            if not d:
+                eof = True
+                break
+            data += d
+            time.sleep(0.0005)      # a device slower than the uplink
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        expect(head.startswith(b"HTTP/1.1 200") and eof,
+               "head %r, eof=%s" % (head[:40], eof))
+        expect_eq(len(body), sent, "body bytes the slow device received "
+                  "before the close")
+        recs = gw.wait_access(lambda a: a.get("path") == "/slow-cut")
+        expect(recs and recs[0].get("error") not in (None, "-"),
+               "access line without an error: %r" % recs)
+        say("  slow device got all %d relayed bytes, then EOF" % sent)
+
+
 if __name__ == "__main__":
     run_tests(globals())

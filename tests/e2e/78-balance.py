@@ -274,6 +274,14 @@ def test_keepalive_spreads_by_connection():
         per = [len(s.data_targets()) for s in servers]
         expect_eq(sum(per), 36, "requests upstream")
         say("  requests per server: %r over 2 connections each" % per)
+        # The access line names the one server each request went to.
+        recs = gw.wait_access(lambda x: x.get("path", "").startswith(
+            "/burst/"), n=6)
+        names = {"127.0.0.1:%d" % s.port for s in servers}
+        expect(len(recs) == 6 and all(r.get("upstream") in names
+                                      for r in recs),
+               "upstream= of the burst: %r, want one of %r"
+               % ([r.get("upstream") for r in recs], sorted(names)))
 
 
 def test_passive():

@@ -1,6 +1,7 @@
 /*
- * Unit tests of the pure parts of proxy.c (route matching, head rewriting,
- * retry policy) and of log_escape(), which guards the access log.
+ * Unit tests of the pure parts of proxy.c (route matching, head rewriting
+ * and how many buffer adds it costs, retry policy) and of log_escape(),
+ * which guards the access log.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -400,6 +401,86 @@ test_rewrite_response(void **state)
 	free(s);
 }
 
+/* Counts the evbuffer_add()s a head costs: each runs the callbacks. */
+static void
+count_adds(struct evbuffer *b, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	(void)b;
+	if (info->n_added > 0)
+		(*(int *)arg)++;
+}
+
+/*
+ * The head is assembled on the stack and added in few pieces: one add
+ * for an ordinary head; a field larger than the stack buffer, or a head
+ * that overflows it, still comes out byte for byte.
+ */
+static void
+test_rewrite_pieces(void **state)
+{
+	static struct http1_response resp;
+	static struct http1_request req;
+	struct config *cfg = load_routes();
+	struct evbuffer *out = evbuffer_new(), *want = evbuffer_new();
+	char *big, *raw, *s, *w;
+	size_t i;
+	int adds = 0;
+
+	(void)state;
+	assert_non_null(evbuffer_add_cb(out, count_adds, &adds));
+	raw = "HTTP/1.1 599 Odd\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n";
+	assert_int_equal(http1_parse_response(raw, strlen(raw), 16384, 0,
+	    &resp), (long)strlen(raw));
+	assert_int_equal(proxy_rewrite_response_head(&resp, PROXY_RESP_KEEP,
+	    out), 0);
+	assert_int_equal(adds, 1);
+	s = buf_string(out);
+	assert_string_equal(s, "HTTP/1.1 599 Odd\r\nContent-Length: 0\r\n"
+	    "X-A: 1\r\nVia: 1.1 tlsgate\r\n\r\n");
+	free(s);
+	evbuffer_drain(out, evbuffer_get_length(out));
+
+	/* A 3000-byte value and 60 fields: several adds, same bytes. */
+	big = malloc(3001);
+	assert_non_null(big);
+	memset(big, 'v', 3000);
+	big[3000] = '\0';
+	evbuffer_add_printf(want, "POST /v1/t HTTP/1.1\r\nHost: gw\r\n"
+	    "X-Big: %s\r\n", big);
+	for (i = 0; i < 60; i++)
+		evbuffer_add_printf(want, "X-Field-%zu: value number %zu\r\n",
+		    i, i);
+	evbuffer_add_printf(want, "Content-Length: 9223372036854775807"
+	    "\r\n\r\n");
+	raw = buf_string(want);
+	evbuffer_drain(want, evbuffer_get_length(want));
+	assert_int_equal(http1_parse_request(raw, strlen(raw), 16384, &req),
+	    (long)strlen(raw));
+	adds = 0;
+	assert_int_equal(proxy_rewrite_request_head(&req,
+	    config_route(cfg, "plain"), "192.0.2.7", NULL, out), 0);
+	assert_true(adds >= 3 && adds <= 6);
+	evbuffer_add_printf(want, "POST /v1/t HTTP/1.1\r\nHost: cloud.test\r\n"
+	    "X-Big: %s\r\n", big);
+	for (i = 0; i < 60; i++)
+		evbuffer_add_printf(want, "X-Field-%zu: value number %zu\r\n",
+		    i, i);
+	evbuffer_add_printf(want, "Via: 1.1 tlsgate\r\n"
+	    "X-Forwarded-For: 192.0.2.7\r\n"
+	    "Content-Length: 9223372036854775807\r\n\r\n");
+	s = buf_string(out);
+	w = buf_string(want);
+	assert_string_equal(s, w);
+	free(s);
+	free(w);
+	free(raw);
+	free(big);
+	evbuffer_free(out);
+	evbuffer_free(want);
+	config_unref(cfg);
+}
+
 static void
 test_idempotent(void **state)
 {
@@ -459,6 +540,7 @@ main(void)
 		cmocka_unit_test(test_rewrite_rules),
 		cmocka_unit_test(test_uperr_kind),
 		cmocka_unit_test(test_rewrite_response),
+		cmocka_unit_test(test_rewrite_pieces),
 		cmocka_unit_test(test_idempotent),
 		cmocka_unit_test(test_addr_equal),
 		cmocka_unit_test(test_log_escape),

@@ -1,7 +1,8 @@
 /*
  * Unit tests of upstream.c: connection set-up errors, connect_timeout,
- * the pool bound (UPSTREAM_POOL_MAX), most-recent-first reuse and the
- * removal of pooled connections the server closes; with several servers,
+ * the pool bound (UPSTREAM_POOL_MAX), most-recent-first reuse, the
+ * removal of pooled connections the server closes and reading kept on
+ * across the hand-off from the pool; with several servers,
  * round-robin selection, passive failure detection (health_fall, the
  * trial connection after health_interval, "all servers down"), active
  * health checks (health_rise, health_fall, health_timeout,
@@ -377,6 +378,47 @@ test_release_with_unread_bytes(void **state)
 	run_until(&w, &never, 1);
 	upstream_release(c);
 	assert_int_equal(upstream_idle(w.up), 0);
+	world_free(&w);
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	*(short *)arg = what;
+}
+
+/*
+ * A connection taken from the pool keeps reading enabled (turning it off
+ * and on again costs two epoll_ctl() per request), with no callbacks and
+ * writing off: a server that closes it right away is noticed at once.
+ */
+static void
+test_get_keeps_reading(void **state)
+{
+	struct world w;
+	struct upconn *c;
+	short what = 0;
+	int never = 0, flag;
+
+	(void)state;
+	stub_stall = 0;
+	world_init(&w, 1, 5);
+	c = connect_one(&w);
+	run_until(&w, &never, 1);
+	assert_int_equal(w.nserver, 1);
+	upstream_release(c);
+	assert_int_equal(bufferevent_get_enabled(upstream_bev(c)), EV_READ);
+	assert_ptr_equal(upstream_get(w.up), c);
+	assert_int_equal(bufferevent_get_enabled(upstream_bev(c)), EV_READ);
+	bufferevent_setcb(upstream_bev(c), NULL, NULL, on_event, &what);
+	bufferevent_set_timeouts(upstream_bev(c), NULL, NULL);
+	close(w.server_fds[0]);
+	w.server_fds[0] = -1;
+	flag = 0;
+	run_until(&w, &flag, 1);
+	assert_true(what & BEV_EVENT_EOF);
+	upstream_close(c);
 	world_free(&w);
 }
 
@@ -1086,6 +1128,7 @@ main(void)
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_pool),
 		cmocka_unit_test(test_release_with_unread_bytes),
+		cmocka_unit_test(test_get_keeps_reading),
 		cmocka_unit_test(test_round_robin),
 		cmocka_unit_test(test_passive_fall_and_trial),
 		cmocka_unit_test(test_passive_trial_one_at_a_time),
