@@ -539,7 +539,10 @@ proxy_session_start(struct proxy *px, evutil_socket_t fd,
 	bufferevent_setwatermark(s->se_in, EV_READ, 0,
 	    proxy_read_high(s->cfg));
 	session_in_timeouts(s, 0);
-	bufferevent_enable(s->se_in, EV_READ | EV_WRITE);
+	/* Writing is enabled from the start (libevent's default) and armed
+	 * when bytes are queued; enabling it here would arm it on an empty
+	 * buffer: two epoll_ctl calls and a wake-up per connection. */
+	bufferevent_enable(s->se_in, EV_READ);
 	log_debug("session %s: %s", s->client, unparked ? "unparked" :
 	    "accepted");
 	session_txn_reset(s);
