@@ -246,8 +246,8 @@ def results_block(R, png_rel):
         "### Idle connections and bytes on the uplink",
         "",
         "RSS: VmRSS of all the gateway's processes after %d device "
-        "connections each sent one request and stayed open, minus before, "
-        "÷ %d (kernel socket buffers are not in RSS).  Bytes: tcpdump on lo "
+        "connections each sent one request and stayed open, then 4 s of "
+        "quiet, minus before, ÷ %d (kernel socket buffers are not in RSS).  Bytes: tcpdump on lo "
         "filtered to the upstream port while %d requests go one after the "
         "other on one device connection, then %d on a new device connection "
         "each; both directions counted." % (

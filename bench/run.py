@@ -82,6 +82,8 @@ SECONDS = env_int("BENCH_SECONDS", 5, 1, 600)
 REPEATS = env_int("BENCH_REPEATS", 3, 1, 50)
 CONNS = env_int("BENCH_CONNS", 32, 1, 4096)
 IDLE = env_int("BENCH_IDLE", 1000, 1, 20000)
+# Seconds the idle device connections stay quiet before RSS is read.
+IDLE_SETTLE = 4.0
 BYTES_N = env_int("BENCH_BYTES_N", 500, 1, 100000)
 PROFILE = env_int("BENCH_PROFILE", 1, 0, 1)
 FIXED = env_int("BENCH_FIXED", 1, 0, 1)
@@ -813,7 +815,10 @@ def idle_phase(w, gw):
             socks.append(s)
             st = device_request(s, "/v1/telemetry?t=%s.idle" % gw.id)
             status[st] = status.get(st, 0) + 1
-        time.sleep(1.0)
+        # Idle means idle: every gateway gets the same quiet time to do
+        # what it does with idle connections (tlsgate parks them after
+        # 1 s and trims freed memory within 1 s more).
+        time.sleep(IDLE_SETTLE)
         pids = gw.pids()
         rss1 = proc_rss_kib(pids)
         up1 = established_to(w.up_port)
