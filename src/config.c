@@ -2016,7 +2016,8 @@ config_free_route(struct route *r)
 	free(r->match_host);
 	free(r->match_path);
 	free(r->alpn);
-	for (size_t i = 0; i < r->nservers; i++)
+	/* Every slot: a list that failed half-way set hosts past nservers. */
+	for (size_t i = 0; i < CONFIG_MAX_SERVERS; i++)
 		free(r->servers[i].host);
 	free(r->health_method);
 	free(r->health_path);
