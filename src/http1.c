@@ -164,24 +164,29 @@ http1_find_header(
 	return -1;
 }
 
-/* Fields that the framing or the proxy's rewriting cares about. */
+/* Fields that the framing or the proxy's rewriting cares about.  The
+ * length is compared first: every field of every head is looked up here,
+ * and most names differ from all of these in length already. */
+#define KNOWN(name, flags) { name, sizeof(name) - 1, flags }
 static const struct {
 	const char *name;
+	size_t len;
 	unsigned flags;
 } known_fields[] = {
-	{ "host", HTTP1_HDR_HOST },
-	{ "content-length", HTTP1_HDR_CL },
-	{ "transfer-encoding", HTTP1_HDR_TE | HTTP1_HDR_HOP },
-	{ "connection", HTTP1_HDR_CONN | HTTP1_HDR_HOP },
+	KNOWN("host", HTTP1_HDR_HOST),
+	KNOWN("content-length", HTTP1_HDR_CL),
+	KNOWN("transfer-encoding", HTTP1_HDR_TE | HTTP1_HDR_HOP),
+	KNOWN("connection", HTTP1_HDR_CONN | HTTP1_HDR_HOP),
 	/* RFC 9110 §7.6.1 and RFC 9112 §9.3 name these hop-by-hop. */
-	{ "keep-alive", HTTP1_HDR_HOP },
-	{ "proxy-connection", HTTP1_HDR_HOP },
-	{ "te", HTTP1_HDR_HOP },
-	{ "upgrade", HTTP1_HDR_HOP },
-	{ "expect", HTTP1_HDR_EXPECT },
-	{ "via", HTTP1_HDR_VIA },
-	{ "x-forwarded-for", HTTP1_HDR_XFF },
+	KNOWN("keep-alive", HTTP1_HDR_HOP),
+	KNOWN("proxy-connection", HTTP1_HDR_HOP),
+	KNOWN("te", HTTP1_HDR_HOP),
+	KNOWN("upgrade", HTTP1_HDR_HOP),
+	KNOWN("expect", HTTP1_HDR_EXPECT),
+	KNOWN("via", HTTP1_HDR_VIA),
+	KNOWN("x-forwarded-for", HTTP1_HDR_XFF),
 };
+#undef KNOWN
 
 static unsigned
 field_flags(struct http1_str name)
@@ -189,7 +194,8 @@ field_flags(struct http1_str name)
 	size_t i;
 
 	for (i = 0; i < sizeof(known_fields) / sizeof(known_fields[0]); i++)
-		if (http1_str_ieq(name, known_fields[i].name))
+		if (name.len == known_fields[i].len &&
+		    http1_str_ieq(name, known_fields[i].name))
 			return known_fields[i].flags;
 	return 0;
 }
