@@ -24,8 +24,21 @@ if [ "$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO="s
 	echo "deps: missing packages:$missing (run as root to install them)" >&2; exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Refresh the lists once if a first attempt fails (stale or empty lists).
-if ! $SUDO apt-get install -y -q --no-install-recommends $missing; then
+# Packages such as nginx and haproxy start their system services on
+# install; the tests and the bench run their own instances on other ports,
+# so keep those off.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+	$SUDO chmod 755 /usr/sbin/policy-rc.d
+	trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+# Wait for another apt run (say an unattended upgrade) rather than fail;
+# refresh the lists once if a first attempt fails (stale or empty lists).
+apt_install() {
+	$SUDO apt-get install -o DPkg::Lock::Timeout=300 -y -q \
+	    --no-install-recommends $missing
+}
+if ! apt_install; then
 	$SUDO apt-get update -q
-	$SUDO apt-get install -y -q --no-install-recommends $missing
+	apt_install
 fi
