@@ -31,6 +31,7 @@
 #include "http1.h"
 #include "log.h"
 #include "metrics.h"
+#include "now.h"
 
 #ifndef TLSGATE_VERSION
 #define TLSGATE_VERSION "unknown"
@@ -137,8 +138,6 @@ static struct {
    connection is parsed at a time on this thread. */
 static struct http1_request metrics_req;
 
-static int64_t metrics_now_ms(void);
-static int64_t metrics_mono_ms(void);
 static void metrics_escape(char *, size_t, const char *);
 static int metrics_family(struct evbuffer *, const char *, const char *,
     const char *);
@@ -155,24 +154,6 @@ static int metrics_parse_addr(const char *, struct sockaddr_storage *,
     int *);
 
 /* ---- registry ---- */
-
-static int64_t
-metrics_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-metrics_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Text exposition format 0.0.4: in a label value, '\\', '"' and line feed
    are written \\, \" and \n; other bytes pass as they are.  dst holds
@@ -215,7 +196,7 @@ metrics_init(int64_t start_ms)
 	metrics_free();
 	memset(&reg, 0, sizeof(reg));
 	reg.last_reload_ok = 1;
-	reg.start_ms = start_ms != 0 ? start_ms : metrics_now_ms();
+	reg.start_ms = start_ms != 0 ? start_ms : now_wall_ms();
 	metrics_escape(reg.version, sizeof(reg.version), TLSGATE_VERSION);
 	metrics_escape(reg.openssl, sizeof(reg.openssl),
 	    OpenSSL_version(OPENSSL_VERSION_STRING));
@@ -423,7 +404,7 @@ metrics_reload(int ok, int64_t when_ms)
 	else
 		reg.reloads_failed++;
 	reg.last_reload_ok = ok != 0;
-	reg.last_reload_ms = when_ms != 0 ? when_ms : metrics_now_ms();
+	reg.last_reload_ms = when_ms != 0 ? when_ms : now_wall_ms();
 }
 
 /* ---- rendering ---- */
@@ -587,7 +568,7 @@ metrics_render(struct evbuffer *out, int64_t now_ms)
 	int bad = 0;
 
 	if (now_ms == 0)
-		now_ms = metrics_now_ms();
+		now_ms = now_wall_ms();
 	last = reg.last_reload_ms != 0 ? reg.last_reload_ms : reg.start_ms;
 	if (reg.collect != NULL) {
 		for (k = 0; k < reg.nroutes; k++) {
@@ -679,7 +660,7 @@ metrics_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		free(c);
 		return;
 	}
-	c->phase_ms = metrics_mono_ms();
+	c->phase_ms = now_mono_ms();
 	bufferevent_setcb(c->bev, metrics_conn_read, metrics_conn_write,
 	    metrics_conn_event, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
@@ -755,7 +736,7 @@ metrics_conn_respond(struct metrics_conn *c, int status, int body)
 		return;
 	}
 	c->answered = 1;
-	c->phase_ms = metrics_mono_ms();
+	c->phase_ms = now_mono_ms();
 	/* Bytes the client sent beyond the head are read and dropped until
 	   it closes, so that closing never resets the connection under the
 	   response it has not read yet. */
@@ -775,7 +756,7 @@ metrics_conn_read(struct bufferevent *bev, void *arg)
 
 	/* The idle timeouts reset on every byte: a client that trickles
 	   bytes is bounded by this deadline on each phase instead. */
-	if (metrics_mono_ms() - c->phase_ms > METRICS_IO_TIMEOUT_MS) {
+	if (now_mono_ms() - c->phase_ms > METRICS_IO_TIMEOUT_MS) {
 		log_debug("metrics: connection too slow, closed");
 		metrics_conn_close(c);
 		return;

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "now.h"
 #include "offline.h"
 #include "upstream.h"
 
@@ -82,8 +83,6 @@ static struct {
 	size_t nsenders;
 } off;
 
-static int64_t offline_now_ms(void);
-static int64_t offline_wall_ms(void);
 static int offline_mkparents(const char *, char *, size_t);
 static struct sender *offline_find(const struct route *);
 static struct sender *sender_new(const struct route *, struct spool *,
@@ -220,24 +219,6 @@ offline_parse_retry_after(const char *v, size_t len)
 }
 
 /* ---- set-up, reload ---- */
-
-static int64_t
-offline_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-offline_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /*
  * Creates the missing parents of `dir` with mode 0700 (spool_open()
@@ -596,7 +577,7 @@ offline_kick(const struct route *r)
 		return;
 	/* At most one early attempt a second, however busy live traffic
 	 * is; a failure doubles the backoff as before. */
-	now = offline_now_ms();
+	now = now_mono_ms();
 	at = s->last_start_ms + OFFLINE_BACKOFF_MIN_MS;
 	sender_schedule(s, at > now ? at - now : 0);
 }
@@ -616,7 +597,7 @@ sender_metrics(struct sender *s)
 		metrics_spool_event(m, METRICS_SPOOL_CORRUPT);
 	spool_stats(s->sp, &depth, &bytes, &age);
 	metrics_spool_set(m, depth, bytes,
-	    offline_wall_ms() - (int64_t)age * 1000);
+	    now_wall_ms() - (int64_t)age * 1000);
 }
 
 static void
@@ -660,7 +641,7 @@ sender_start(struct sender *s)
 				    PRIu64 " replayed, %" PRIu64 " dead "
 				    "letters in %" PRId64 " s",
 				    s->route->name, s->run_replayed,
-				    s->run_dead, (offline_now_ms() -
+				    s->run_dead, (now_mono_ms() -
 				    s->run_start_ms) / 1000);
 			s->run_replayed = s->run_dead = 0;
 			s->backoff_ms = 0;
@@ -672,9 +653,9 @@ sender_start(struct sender *s)
 		}
 		s->have_ent = 1;
 		if (s->run_replayed + s->run_dead == 0)
-			s->run_start_ms = offline_now_ms();
+			s->run_start_ms = now_mono_ms();
 	}
-	s->last_start_ms = offline_now_ms();
+	s->last_start_ms = now_mono_ms();
 	if (!s->fresh && (c = upstream_get(s->up)) != NULL) {
 		sender_attach(s, c);
 		return;
@@ -1027,5 +1008,5 @@ sender_next(struct sender *s)
 	    s->route->spool_rate : 1);
 	int64_t due = s->last_start_ms + gap_us / 1000;
 
-	sender_schedule(s, due - offline_now_ms());
+	sender_schedule(s, due - now_mono_ms());
 }
