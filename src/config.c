@@ -43,6 +43,9 @@
 /* spool_dir of an offline route that sets none: this plus its name.  The
  * packaged unit's StateDirectory= makes /var/lib/tlsgate writable. */
 #define CONFIG_DEFAULT_SPOOL_PARENT "/var/lib/tlsgate/spool"
+/* A numeric constant as a string literal, for messages. */
+#define CONFIG_STR_(x) #x
+#define CONFIG_STR(x) CONFIG_STR_(x)
 /* Longest `spool_dir`. */
 #define CONFIG_MAX_SPOOL_DIR 1024
 /* Longest `set_header` line value and `health_check` path. */
@@ -1296,7 +1299,8 @@ static int
 config_set_credentials(struct config_parser *p, const struct config_key *k,
     struct route *r, const char *v)
 {
-	char path[PATH_MAX], buf[CONFIG_MAX_CREDENTIALS + 2];
+	/* The line, its "\r\n", one byte to see that it is too long, NUL. */
+	char path[PATH_MAX], buf[CONFIG_MAX_CREDENTIALS + 4];
 	const char *why = NULL;
 	unsigned char *b64 = NULL;
 	size_t len = 0, i;
@@ -1311,8 +1315,6 @@ config_set_credentials(struct config_parser *p, const struct config_key *k,
 		len = fread(buf, 1, sizeof(buf) - 1, f);
 		if (ferror(f))
 			why = strerror(errno);
-		else if (len > CONFIG_MAX_CREDENTIALS)
-			why = "longer than 1024 bytes";
 	}
 	if (why == NULL) {
 		if (len > 0 && buf[len - 1] == '\n')
@@ -1320,6 +1322,9 @@ config_set_credentials(struct config_parser *p, const struct config_key *k,
 		if (len > 0 && buf[len - 1] == '\r')
 			len--;
 		buf[len] = '\0';
+		if (len > CONFIG_MAX_CREDENTIALS)
+			why = "longer than " CONFIG_STR(CONFIG_MAX_CREDENTIALS)
+			    " bytes";
 		for (i = 0; i < len && why == NULL; i++)
 			if ((unsigned char)buf[i] < 0x20 ||
 			    (unsigned char)buf[i] == 0x7f)

@@ -1068,6 +1068,26 @@ test_health_keys(void **state)
 	expect_error(ROUTE "health_check = GET /a b\n",
 	    NAME ":4: health_check: the path \"/a b\" holds white space, '#' "
 	    "or a control character");
+	/* CONFIG_MAX_METHOD (16) bytes of method; CONFIG_MAX_FIELD (1024)
+	 * of path. */
+	cfg = expect_ok(ROUTE "health_check = ABCDEFGHIJKLMNOP /\n");
+	config_unref(cfg);
+	expect_error(ROUTE "health_check = ABCDEFGHIJKLMNOPQ /\n",
+	    NAME ":4: health_check: \"ABCDEFGHIJKLMNOPQ /\" does not start "
+	    "with a method such as GET");
+	{
+		char text[1200 + sizeof(ROUTE)], want[200];
+
+		snprintf(text, sizeof(text), ROUTE "health_check = GET /%0*d\n",
+		    1023, 0);
+		cfg = expect_ok(text);
+		config_unref(cfg);
+		snprintf(text, sizeof(text), ROUTE "health_check = GET /%0*d\n",
+		    1024, 0);
+		snprintf(want, sizeof(want), NAME ":4: health_check: \"GET /%0*d\": "
+		    "write METHOD /PATH", 59, 0);
+		expect_error(text, want);
+	}
 	expect_error(ROUTE "health_timeout = 3\n",
 	    NAME ":4: route \"r\": health_timeout needs health_check");
 	expect_error(ROUTE "health_rise = 3\n",
@@ -1108,6 +1128,26 @@ test_header_rules(void **state)
 	    NAME ":4: set_header: \"X-A\": write Name: value");
 	expect_error(ROUTE "set_header = X A: 1\n",
 	    NAME ":4: set_header: \"X A\" is not a header field name");
+	/* CONFIG_MAX_FIELD_NAME (64) bytes of name, CONFIG_MAX_FIELD (1024)
+	 * of value. */
+	{
+		char line[1200 + sizeof(ROUTE)];
+
+		snprintf(line, sizeof(line), ROUTE "set_header = X%063d: %01024d\n",
+		    0, 0);
+		cfg = expect_ok(line);
+		assert_int_equal(strlen(cfg->routes[0].set_headers[0].name), 64);
+		assert_int_equal(strlen(cfg->routes[0].set_headers[0].value),
+		    1024);
+		config_unref(cfg);
+		snprintf(line, sizeof(line), ROUTE "remove_header = X%064d\n", 0);
+		assert_null(parse(line));
+		assert_non_null(strstr(err, "is not a header field name"));
+		snprintf(line, sizeof(line), ROUTE "set_header = X-A: %01025d\n",
+		    0);
+		expect_error(line, NAME ":4: set_header: the value of X-A is "
+		    "longer than 1024 bytes");
+	}
 	expect_error(ROUTE "set_header = Host: x\n",
 	    NAME ":4: set_header: Host is set by the gateway itself and "
 	    "cannot be changed here");
@@ -1190,6 +1230,22 @@ test_credentials(void **state)
 	assert_null(parse(text));
 	assert_non_null(strstr(err, "must be one line"));
 	assert_null(strstr(err, "second-line"));
+	/* CONFIG_MAX_CREDENTIALS bytes and a newline fit; one more does not. */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("u:", f);
+	for (int i = 2; i < CONFIG_MAX_CREDENTIALS; i++)
+		fputc('p', f);
+	fputc('\n', f);
+	fclose(f);
+	cfg = expect_ok(text);
+	config_unref(cfg);
+	f = fopen(path, "a");
+	assert_non_null(f);
+	fputs("p", f);
+	fclose(f);
+	assert_null(parse(text));
+	assert_non_null(strstr(err, "longer than 1024 bytes"));
 	unlink(path);
 	assert_null(parse(text));
 	assert_non_null(strstr(err, "No such file or directory"));
@@ -1237,6 +1293,21 @@ test_offline_keys(void **state)
 	expect_error(ROUTE "offline_queue = yes\nspool_dir = spool\n",
 	    NAME ":5: spool_dir: spool: write an absolute path of at most "
 	    "1024 bytes");
+	{
+		/* CONFIG_MAX_SPOOL_DIR (1024) bytes. */
+		char text[1200 + sizeof(ROUTE)];
+
+		snprintf(text, sizeof(text), ROUTE "offline_queue = yes\n"
+		    "spool_dir = /%01023d\n", 0);
+		cfg = expect_ok(text);
+		assert_int_equal(strlen(cfg->routes[0].spool_dir), 1024);
+		config_unref(cfg);
+		snprintf(text, sizeof(text), ROUTE "offline_queue = yes\n"
+		    "spool_dir = /%01024d\n", 0);
+		assert_null(parse(text));
+		assert_non_null(strstr(err, "write an absolute path of at most "
+		    "1024 bytes"));
+	}
 	expect_error(ROUTE "offline_queue = yes\nspool_max_bytes = 1k\n",
 	    NAME ":5: spool_max_bytes: 1k is below the minimum 65536");
 	expect_error(ROUTE "offline_queue = yes\nspool_dir = /q\n"
