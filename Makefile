@@ -3,7 +3,10 @@ VERSION     := 0.1.0
 CC          ?= cc
 FUZZ_CC     ?= clang
 PKG_CONFIG  ?= pkg-config
-PKGS        := libevent libevent_openssl openssl inih libsystemd
+# libevent_core and libevent_extra, not libevent: libevent_openssl links
+# libevent_core, and libevent.so would load a second copy of the core
+# (with its own allocator hooks, see src/evmem.c) next to it.
+PKGS        := libevent_core openssl inih libsystemd
 
 # O: object directory; BIN: where the programs go.  `make asan` reuses
 # every rule with its own O and BIN.
@@ -16,7 +19,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CPPFLAGS_ALL = -Isrc -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DTLSGATE_VERSION='"$(VERSION)"' \
 	       $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 CFLAGS_ALL   = -std=c11 $(OPT) -g $(WARN) $(SAN) $(CFLAGS)
-LIBS         = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+LIBS         = -levent_openssl -levent_extra $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
 TLS13_SRCS  := $(wildcard src/tls13/*.c)
 CORE_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))

@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "evmem.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -304,6 +305,8 @@ main(int argc, char *argv[])
 	int ch, check = 0, debug = 0, rc = 1;
 
 	memset(&m, 0, sizeof(m));
+	/* Before libevent allocates anything.  Failing only costs memory. */
+	(void)evmem_init();
 	while ((ch = getopt(argc, argv, "c:dhtV")) != -1) {
 		switch (ch) {
 		case 'c':

@@ -1,147 +1,290 @@
 /*
- * park: idle keep-alive sockets held by one event each.
+ * park: idle keep-alive sockets in a few bytes each.
  *
- * An entry is one allocation: the list link, the set pointer and, behind
- * them, the struct event, sized with event_get_struct_event_size() so
- * that nothing depends on libevent's private layout.  Timeouts go through
- * libevent's common-timeout queues: every parked socket of a set usually
- * has the same timeout (idle_timeout), and a common timeout is an O(1)
- * append instead of an O(log n) heap insertion.
+ * A set watches its sockets with an epoll instance of its own, whose
+ * descriptor is the one event the set has in libevent; a parked socket
+ * costs no struct event and no heap allocation.  Its bookkeeping is one
+ * slot in an array indexed by descriptor, mapped (not malloc'd) and
+ * touched page by page as descriptors are used, so that parked sockets
+ * never sit between the pages of the sessions they replaced: when those
+ * are freed, the allocator can give their pages back.
+ *
+ * Timeouts: a slot is linked into the FIFO queue of its timeout value.
+ * Every socket of a set usually has the same timeout (idle_timeout, or
+ * two values across a reload), so appending keeps a queue in deadline
+ * order and the earliest deadline is at a queue's head.  A value with no
+ * queue of its own goes into the queue of the nearest value, inserted in
+ * order from the tail.  One timer runs for the earliest head.
  */
-#include <stdalign.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
-#include <sys/queue.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
+#include "now.h"
 #include "park.h"
 
-/* Distinct timeouts whose common-timeout queue a set remembers; a set
- * sees one or two (idle_timeout before and after a reload). */
-#define PARK_TIMEOUTS 4
+/* Timeout queues per set. */
+#define PARK_QUEUES 4
+/* Slots mapped at first, when the descriptor limit is lower. */
+#define PARK_MIN_SLOTS 1024
+/* Sockets taken from the epoll instance per event-loop turn. */
+#define PARK_BATCH 64
 
-struct park_entry {
-	LIST_ENTRY(park_entry) link;
-	struct parkset *ps;
-	/* struct event follows, at the alignment of max_align_t */
+struct park_slot {
+	int64_t deadline;       /* monotonic ms; 0: not parked */
+	int32_t prev, next;     /* descriptors in the queue; -1 ends it */
+	int8_t q;               /* the queue */
 };
 
-LIST_HEAD(park_list, park_entry);
+struct park_queue {
+	int secs;               /* 0: unused */
+	int32_t head, tail;
+};
 
 struct parkset {
 	struct event_base *base;
 	park_cb cb;
 	void *arg;
-	struct park_list parked;
+	int epfd;
+	struct event *ready;    /* epfd readable */
+	struct event *timer;    /* the earliest deadline */
+	int64_t armed;          /* deadline the timer is set for; 0: none */
+	struct park_slot *slot; /* mapped, indexed by descriptor */
+	size_t nslots;
 	size_t n;
-	struct {
-		int secs;
-		const struct timeval *tv;   /* from event_base_init_common_timeout */
-	} timeouts[PARK_TIMEOUTS];
-	size_t ntimeouts;
+	struct park_queue queue[PARK_QUEUES];
 };
-
-/* Offset of the struct event behind an entry. */
-#define PARK_EV_OFFSET \
-	((sizeof(struct park_entry) + alignof(max_align_t) - 1) & \
-	~(alignof(max_align_t) - 1))
-
-static struct event *
-park_event(struct park_entry *e)
-{
-	return (struct event *)(void *)((char *)e + PARK_EV_OFFSET);
-}
 
 size_t
 park_entry_size(void)
 {
-	return PARK_EV_OFFSET + event_get_struct_event_size();
+	return sizeof(struct park_slot);
 }
+
+static void park_ready(evutil_socket_t, short, void *);
+static void park_expire(evutil_socket_t, short, void *);
 
 struct parkset *
 parkset_new(struct event_base *base, park_cb cb, void *arg)
 {
 	struct parkset *ps = calloc(1, sizeof(*ps));
+	struct rlimit rl;
+	size_t n = PARK_MIN_SLOTS, i;
+	void *m;
 
 	if (ps == NULL)
 		return NULL;
 	ps->base = base;
 	ps->cb = cb;
 	ps->arg = arg;
-	LIST_INIT(&ps->parked);
+	ps->epfd = -1;
+	for (i = 0; i < PARK_QUEUES; i++)
+		ps->queue[i].head = ps->queue[i].tail = -1;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur > n && rl.rlim_cur <= (1u << 24))
+		n = (size_t)rl.rlim_cur;
+	m = mmap(NULL, n * sizeof(struct park_slot), PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		goto fail;
+	ps->slot = m;
+	ps->nslots = n;
+	if ((ps->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+	    (ps->ready = event_new(base, ps->epfd, EV_READ | EV_PERSIST,
+	    park_ready, ps)) == NULL ||
+	    (ps->timer = evtimer_new(base, park_expire, ps)) == NULL ||
+	    event_add(ps->ready, NULL) == -1)
+		goto fail;
 	return ps;
+fail:
+	parkset_free(ps);
+	return NULL;
 }
 
-/* Unlinks and frees e; returns its socket. */
-static evutil_socket_t
-park_remove(struct park_entry *e)
+/* Makes room for descriptor fd; -1 when the mapping cannot grow. */
+static int
+park_room(struct parkset *ps, evutil_socket_t fd)
 {
-	struct event *ev = park_event(e);
-	evutil_socket_t fd = event_get_fd(ev);
+	size_t n = ps->nslots;
+	void *m;
 
-	event_del(ev);
-	LIST_REMOVE(e, link);
-	e->ps->n--;
-	free(e);
-	return fd;
+	if ((size_t)fd < n)
+		return 0;
+	while (n <= (size_t)fd)
+		n *= 2;
+	m = mremap(ps->slot, ps->nslots * sizeof(struct park_slot),
+	    n * sizeof(struct park_slot), MREMAP_MAYMOVE);
+	if (m == MAP_FAILED)
+		return -1;
+	ps->slot = m;
+	ps->nslots = n;
+	return 0;
 }
 
 static void
-park_ready(evutil_socket_t fd, short what, void *arg)
+park_arm(struct parkset *ps)
 {
-	struct park_entry *e = arg;
-	struct parkset *ps = e->ps;
-
-	(void)fd;
-	fd = park_remove(e);
-	ps->cb(fd, (what & EV_READ) != 0, 0, ps->arg);
-}
-
-/* The common-timeout value for secs, or a plain one when the set already
- * knows PARK_TIMEOUTS others or libevent has no queue left. */
-static const struct timeval *
-park_timeout(struct parkset *ps, int secs, struct timeval *plain)
-{
-	struct timeval tv = { secs, 0 };
-	const struct timeval *ct;
+	int64_t first = 0, now, ms;
+	struct timeval tv;
 	size_t i;
 
-	for (i = 0; i < ps->ntimeouts; i++)
-		if (ps->timeouts[i].secs == secs)
-			return ps->timeouts[i].tv;
-	*plain = tv;
-	if (ps->ntimeouts == PARK_TIMEOUTS ||
-	    (ct = event_base_init_common_timeout(ps->base, &tv)) == NULL)
-		return plain;
-	ps->timeouts[ps->ntimeouts].secs = secs;
-	ps->timeouts[ps->ntimeouts].tv = ct;
-	ps->ntimeouts++;
-	return ct;
+	for (i = 0; i < PARK_QUEUES; i++) {
+		int32_t h = ps->queue[i].head;
+
+		if (h >= 0 && (first == 0 || ps->slot[h].deadline < first))
+			first = ps->slot[h].deadline;
+	}
+	if (first == ps->armed)
+		return;
+	ps->armed = first;
+	if (first == 0) {
+		evtimer_del(ps->timer);
+		return;
+	}
+	now = now_mono_ms();
+	ms = first > now ? first - now : 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
+	evtimer_add(ps->timer, &tv);
+}
+
+/* Takes fd out of its queue and the epoll instance.  Leaves the timer;
+ * the callers re-arm it. */
+static void
+park_unlink(struct parkset *ps, evutil_socket_t fd)
+{
+	struct park_slot *s = &ps->slot[fd];
+	struct park_queue *q = &ps->queue[s->q];
+
+	if (s->prev >= 0)
+		ps->slot[s->prev].next = s->next;
+	else
+		q->head = s->next;
+	if (s->next >= 0)
+		ps->slot[s->next].prev = s->prev;
+	else
+		q->tail = s->prev;
+	memset(s, 0, sizeof(*s));
+	(void)epoll_ctl(ps->epfd, EPOLL_CTL_DEL, fd, NULL);
+	ps->n--;
+}
+
+/* The queue for secs: its own, an unused one, or the nearest value's. */
+static int
+park_queue_for(struct parkset *ps, int secs)
+{
+	int i, best = -1, free_q = -1;
+
+	for (i = 0; i < PARK_QUEUES; i++) {
+		struct park_queue *q = &ps->queue[i];
+
+		if (q->secs == secs)
+			return i;
+		if (q->head < 0 && free_q < 0)
+			free_q = i;
+		if (q->head >= 0 && (best < 0 ||
+		    abs(q->secs - secs) < abs(ps->queue[best].secs - secs)))
+			best = i;
+	}
+	if (free_q >= 0) {
+		ps->queue[free_q].secs = secs;
+		return free_q;
+	}
+	return best;
 }
 
 int
 park_add(struct parkset *ps, evutil_socket_t fd, int timeout_s)
 {
-	struct park_entry *e;
-	struct timeval plain;
-	const struct timeval *tv;
+	struct epoll_event ev;
+	struct park_slot *s;
+	struct park_queue *q;
+	int32_t at;
+	int qi;
 
-	if ((e = malloc(park_entry_size())) == NULL)
+	if (fd < 0 || park_room(ps, fd) == -1)
 		return -1;
-	e->ps = ps;
-	if (event_assign(park_event(e), ps->base, fd, EV_READ, park_ready,
-	    e) == -1) {
-		free(e);
-		return -1;
-	}
-	tv = park_timeout(ps, timeout_s, &plain);
-	if (event_add(park_event(e), tv) == -1) {
-		free(e);
+	s = &ps->slot[fd];
+	if (s->deadline != 0) {
+		errno = EEXIST;
 		return -1;
 	}
-	LIST_INSERT_HEAD(&ps->parked, e, link);
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | EPOLLRDHUP;
+	ev.data.fd = fd;
+	if (epoll_ctl(ps->epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
+		return -1;
+	qi = park_queue_for(ps, timeout_s);
+	q = &ps->queue[qi];
+	s->deadline = now_mono_ms() + (int64_t)timeout_s * 1000;
+	s->q = (int8_t)qi;
+	/* After the last slot whose deadline is not later. */
+	for (at = q->tail; at >= 0 && ps->slot[at].deadline > s->deadline;
+	    at = ps->slot[at].prev)
+		;
+	s->prev = at;
+	s->next = at >= 0 ? ps->slot[at].next : q->head;
+	if (s->next >= 0)
+		ps->slot[s->next].prev = fd;
+	else
+		q->tail = fd;
+	if (at >= 0)
+		ps->slot[at].next = fd;
+	else
+		q->head = fd;
 	ps->n++;
+	if (ps->armed == 0 || s->deadline < ps->armed)
+		park_arm(ps);
 	return 0;
+}
+
+static void
+park_ready(evutil_socket_t epfd, short what, void *arg)
+{
+	struct parkset *ps = arg;
+	struct epoll_event ev[PARK_BATCH];
+	int n, i;
+
+	(void)what;
+	n = epoll_wait(epfd, ev, PARK_BATCH, 0);
+	for (i = 0; i < n; i++) {
+		evutil_socket_t fd = ev[i].data.fd;
+
+		if ((size_t)fd >= ps->nslots || ps->slot[fd].deadline == 0)
+			continue;
+		park_unlink(ps, fd);
+		ps->cb(fd, 1, 0, ps->arg);
+	}
+	park_arm(ps);
+}
+
+static void
+park_expire(evutil_socket_t unused, short what, void *arg)
+{
+	struct parkset *ps = arg;
+	int64_t now = now_mono_ms();
+	size_t i;
+
+	(void)unused;
+	(void)what;
+	ps->armed = 0;
+	for (i = 0; i < PARK_QUEUES; i++) {
+		int32_t h;
+
+		while ((h = ps->queue[i].head) >= 0 &&
+		    ps->slot[h].deadline <= now) {
+			park_unlink(ps, h);
+			ps->cb(h, 0, 0, ps->arg);
+		}
+	}
+	park_arm(ps);
 }
 
 size_t
@@ -150,26 +293,49 @@ park_count(const struct parkset *ps)
 	return ps->n;
 }
 
+/* The first parked descriptor of any queue, or -1. */
+static int32_t
+park_any(const struct parkset *ps)
+{
+	size_t i;
+
+	for (i = 0; i < PARK_QUEUES; i++)
+		if (ps->queue[i].head >= 0)
+			return ps->queue[i].head;
+	return -1;
+}
+
 void
 park_close_all(struct parkset *ps)
 {
-	struct park_entry *e;
-	evutil_socket_t fd;
+	int32_t fd;
 
-	while ((e = LIST_FIRST(&ps->parked)) != NULL) {
-		fd = park_remove(e);
+	while ((fd = park_any(ps)) >= 0) {
+		park_unlink(ps, fd);
 		ps->cb(fd, 0, 1, ps->arg);
 	}
+	park_arm(ps);
 }
 
 void
 parkset_free(struct parkset *ps)
 {
-	struct park_entry *e;
+	int32_t fd;
 
 	if (ps == NULL)
 		return;
-	while ((e = LIST_FIRST(&ps->parked)) != NULL)
-		evutil_closesocket(park_remove(e));
+	if (ps->slot != NULL) {
+		while ((fd = park_any(ps)) >= 0) {
+			park_unlink(ps, fd);
+			evutil_closesocket(fd);
+		}
+		munmap(ps->slot, ps->nslots * sizeof(struct park_slot));
+	}
+	if (ps->ready != NULL)
+		event_free(ps->ready);
+	if (ps->timer != NULL)
+		event_free(ps->timer);
+	if (ps->epfd >= 0)
+		close(ps->epfd);
 	free(ps);
 }

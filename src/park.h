@@ -1,10 +1,11 @@
 /*
- * park: idle keep-alive connections held in as little memory as an
- * event needs.  A device that keeps its connection open between readings
- * (every few seconds or minutes) would otherwise hold a whole session:
- * a bufferevent with two evbuffers, a timer and the exchange state, about
- * 1.7 KB.  A parked connection is one socket and one struct event (about
- * 150 bytes); when bytes arrive the owner builds a session again.
+ * park: idle keep-alive connections held in as little memory as the
+ * kernel's socket needs.  A device that keeps its connection open between
+ * readings (every few seconds or minutes) would otherwise hold a whole
+ * session: a bufferevent with two evbuffers, a timer and the exchange
+ * state, about 1.7 KB.  A parked connection is one socket and a 24-byte
+ * slot outside the heap; when bytes arrive the owner builds a session
+ * again.  Linux only (epoll, mremap).
  */
 #ifndef TLSGATE_PARK_H
 #define TLSGATE_PARK_H
@@ -36,8 +37,8 @@ void parkset_free(struct parkset *ps);
 
 /**
  * Parks `fd` until it is readable or `timeout_s` seconds (> 0) pass.
- * Returns 0, or -1 (ENOMEM, or libevent refused the event) with `fd` still
- * the caller's.
+ * Returns 0, or -1 (the slot array cannot grow, or epoll refused the
+ * socket) with `fd` still the caller's.
  */
 int park_add(struct parkset *ps, evutil_socket_t fd, int timeout_s);
 

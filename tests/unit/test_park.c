@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <cmocka.h>
@@ -195,9 +196,94 @@ static void
 test_entry_size(void **state)
 {
 	(void)state;
-	/* What makes parking worth it: an order of magnitude under the
+	/* What makes parking worth it: two orders of magnitude under the
 	 * ~1.7 KB of an idle session. */
-	assert_true(park_entry_size() <= 192);
+	assert_true(park_entry_size() <= 24);
+}
+
+/*
+ * More distinct timeouts than the set has queues: the later values share
+ * the nearest queue, in deadline order, and still expire in order.
+ */
+static void
+test_timeouts_out_of_order(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct calls c = { 0 };
+	struct parkset *ps = parkset_new(base, record, &c);
+	static const int secs[6] = { 40, 30, 20, 10, 3, 1 };
+	int p[6][2], i;
+	double t0 = now();
+
+	(void)state;
+	for (i = 0; i < 6; i++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, p[i]), 0);
+		assert_int_equal(park_add(ps, p[i][0], secs[i]), 0);
+	}
+	/* 3 and 1 have no queue of their own: both go before 10's slot. */
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.fd[0], p[5][0]);
+	assert_int_equal(c.readable[0], 0);
+	assert_true(now() - t0 >= 0.9 && now() - t0 < 2.5);
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(c.fd[1], p[4][0]);
+	assert_true(now() - t0 >= 2.9 && now() - t0 < 4.5);
+	assert_int_equal(park_count(ps), 4);
+	/* The one parked first, in a queue of its own, is still readable. */
+	assert_int_equal(write(p[0][1], "z", 1), 1);
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(c.n, 3);
+	assert_int_equal(c.fd[2], p[0][0]);
+	assert_int_equal(c.readable[2], 1);
+	close(p[0][0]);
+	close(p[4][0]);
+	close(p[5][0]);
+	parkset_free(ps);
+	for (i = 0; i < 6; i++)
+		close(p[i][1]);
+	event_base_free(base);
+}
+
+/* A descriptor past the slots mapped at first (the descriptor limit
+ * raised after the set was made): the mapping grows. */
+static void
+test_high_descriptor(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct calls c = { 0 };
+	struct rlimit rl, low;
+	struct parkset *ps;
+	int a[2], hi;
+
+	(void)state;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	assert_true(rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 3000);
+	low = rl;
+	low.rlim_cur = 1024;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	ps = parkset_new(base, record, &c);
+	assert_non_null(ps);
+	low.rlim_cur = 3001;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	hi = dup2(a[0], 3000);
+	assert_int_equal(hi, 3000);
+	close(a[0]);
+	assert_int_equal(park_add(ps, hi, 60), 0);
+	assert_int_equal(park_add(ps, hi, 60), -1);     /* already parked */
+	assert_int_equal(park_count(ps), 1);
+	assert_int_equal(write(a[1], "q", 1), 1);
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.fd[0], hi);
+	assert_int_equal(c.readable[0], 1);
+	close(hi);
+	close(a[1]);
+	parkset_free(ps);
+	event_base_free(base);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
 }
 
 int
@@ -209,6 +295,8 @@ main(void)
 		cmocka_unit_test(test_close_all_and_free),
 		cmocka_unit_test(test_many_timeouts),
 		cmocka_unit_test(test_entry_size),
+		cmocka_unit_test(test_timeouts_out_of_order),
+		cmocka_unit_test(test_high_descriptor),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
