@@ -11,7 +11,7 @@ else
 	      libsystemd-dev libcmocka-dev clang libclang-rt-14-dev curl openssl
 	      ca-certificates gnutls-bin nginx-light python3 procps iproute2
 	      debhelper dpkg-dev fakeroot lintian man-db groff-base systemd
-	      util-linux"
+	      util-linux strace"
 fi
 missing=""
 for p in $pkgs; do

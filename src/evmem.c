@@ -17,6 +17,17 @@
 
 #include "evmem.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define EVMEM_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EVMEM_LSAN 1
+#endif
+#endif
+#ifdef EVMEM_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 /* Bytes reserved per block size: 1 Mi blocks of 16 bytes. */
 #define EVMEM_HALF ((size_t)16 << 20)
 
@@ -45,6 +56,10 @@ evmem_init(void)
 	if (m == MAP_FAILED)
 		return -1;
 	em.base = m;
+#ifdef EVMEM_LSAN
+	/* Blocks here point into the heap: the leak checker must see them. */
+	__lsan_register_root_region(m, 2 * EVMEM_HALF);
+#endif
 	for (i = 0; i < 2; i++) {
 		em.cls[i].size = (size_t)16 << i;
 		em.cls[i].next = em.base + (size_t)i * EVMEM_HALF;

@@ -1718,13 +1718,17 @@ session_attach(struct session *s, struct upconn *c)
 		bufferevent_setwatermark(bev, EV_READ, 0,
 		    proxy_read_high(s->cfg));
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	/* Each enable re-adds the event (and the OpenSSL bufferevent
+	 * watches for writability even with nothing to write). */
+	if ((bufferevent_get_enabled(bev) & (EV_READ | EV_WRITE)) !=
+	    (EV_READ | EV_WRITE))
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
 	session_coalesce_body(s);
 	len = evbuffer_get_length(s->head_out);
 	/* A copy: the head is kept until the first response byte, for a
 	 * retry on a fresh connection. */
-	if (evbuffer_add(bufferevent_get_output(bev),
-	    evbuffer_pullup(s->head_out, (ssize_t)len), len) == -1) {
+	if (upstream_send(c, evbuffer_pullup(s->head_out, (ssize_t)len),
+	    len) == -1) {
 		session_close(s, "out of memory");
 		return;
 	}

@@ -77,6 +77,17 @@ struct transport_ops {
 	 * callback).
 	 */
 	void (*resume)(struct bufferevent *bev);
+
+	/**
+	 * Optional (NULL: evbuffer_add() to the output).  Appends len bytes
+	 * to bev's output, writing them to the connection at once when
+	 * nothing is queued ahead of them, where the bufferevent would
+	 * watch for writability, wait for it, write, and stop watching (two
+	 * epoll_ctl calls and a wake-up per request).  What the connection
+	 * does not take now is queued as usual.  Returns 0, or -1 when out
+	 * of memory.
+	 */
+	int (*send)(struct bufferevent *bev, const void *p, size_t len);
 };
 
 /** The OpenSSL transport (transport_openssl.c). */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -33,8 +34,14 @@ static struct bufferevent *tossl_start(void *, struct bufferevent *, char *,
 static int tossl_resumed(struct bufferevent *);
 static void tossl_error(struct bufferevent *, char *, size_t);
 static void tossl_wire_bytes(struct bufferevent *, uint64_t *, uint64_t *);
+static int tossl_send(struct bufferevent *, const void *, size_t);
 static int tossl_new_session(SSL *, SSL_SESSION *);
 static int tossl_is_ip(const char *);
+
+/* The most tossl_send() hands to SSL_write() itself: what libevent's own
+ * write passes in one call (MAX_TO_WRITE_EVER), so that a write it must
+ * retry is retried with the same bytes. */
+#define TOSSL_SEND_MAX 16384
 
 const struct transport_ops transport_openssl = {
 	.name = "openssl",
@@ -44,6 +51,7 @@ const struct transport_ops transport_openssl = {
 	.resumed = tossl_resumed,
 	.error = tossl_error,
 	.wire_bytes = tossl_wire_bytes,
+	.send = tossl_send,
 };
 
 static int
@@ -192,6 +200,9 @@ tossl_start(void *ctx, struct bufferevent *tcp, char *err, size_t errlen)
 		goto fail;
 	/* Many servers close without close_notify; that is an EOF. */
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	/* tossl_send() may leave a write for libevent to retry from another
+	 * buffer with the same bytes. */
+	SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	return bev;
 fail:
 	snprintf(err, errlen, "TLS: cannot start handshake");
@@ -233,6 +244,32 @@ tossl_error(struct bufferevent *bev, char *err, size_t errlen)
 	else
 		snprintf(err, errlen, "TLS: connection closed by peer");
 	ERR_clear_error();
+}
+
+/*
+ * libevent's OpenSSL bufferevent writes only from its write event, even
+ * into an idle connection; a request is written here at once instead.
+ * SSL_write() without partial writes sends everything or fails; after a
+ * failure (the socket is full: a record may be half sent) the same bytes
+ * go to the empty output as one block, and libevent's write, which calls
+ * SSL_write() with the output's first block, retries with them, or
+ * reports the error.
+ */
+static int
+tossl_send(struct bufferevent *bev, const void *p, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	if (ssl != NULL && len > 0 && len <= TOSSL_SEND_MAX &&
+	    evbuffer_get_length(out) == 0 && SSL_is_init_finished(ssl)) {
+		/* No SSL_get_error() here: a failure is libevent's to see
+		 * and report, from its own retry. */
+		if (SSL_write(ssl, p, (int)len) == (int)len)
+			return 0;
+		ERR_clear_error();
+	}
+	return evbuffer_add(out, p, len);
 }
 
 static void

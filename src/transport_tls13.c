@@ -398,17 +398,33 @@ tt_conn_of(struct bufferevent *bev)
 	return arg;
 }
 
-/* Moves the records the engine wrote to the socket's output. */
+/*
+ * Moves the records the engine wrote to the socket: at once when nothing
+ * is queued ahead of them (a socket bufferevent would watch for
+ * writability, wait, write and stop watching: two epoll_ctl calls and a
+ * wake-up per request), the rest to the socket's output.  A write error
+ * leaves the bytes queued: libevent's own write then reports it.
+ */
 static int
 tt_flush(struct tt_conn *t)
 {
+	struct evbuffer *out = bufferevent_get_output(t->tcp);
 	const uint8_t *p;
-	size_t n;
+	size_t n, done = 0;
+	ssize_t w;
 
 	p = tls13_out(&t->c, &n);
 	if (n == 0)
 		return 0;
-	if (evbuffer_add(bufferevent_get_output(t->tcp), p, n) == -1)
+	if (evbuffer_get_length(out) == 0) {
+		do
+			w = send(bufferevent_getfd(t->tcp), p, n,
+			    MSG_NOSIGNAL);
+		while (w == -1 && errno == EINTR);
+		if (w > 0)
+			done = (size_t)w;
+	}
+	if (done < n && evbuffer_add(out, p + done, n - done) == -1)
 		return -1;
 	/* Counted when queued: the handshake's last flight is then in the
 	 * count when BEV_EVENT_CONNECTED is reported. */

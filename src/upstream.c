@@ -827,7 +827,9 @@ upstream_release(struct upconn *c)
 	bufferevent_setcb(c->bev, upconn_idle_read, NULL, upconn_idle_event,
 	    c);
 	bufferevent_set_timeouts(c->bev, &tv, NULL);
-	bufferevent_disable(c->bev, EV_WRITE);
+	/* Writing stays enabled: with nothing queued it watches nothing,
+	 * and enabling it again for the next request would make the
+	 * OpenSSL bufferevent watch for writability once for nothing. */
 	if (!(bufferevent_get_enabled(c->bev) & EV_READ))
 		bufferevent_enable(c->bev, EV_READ);
 	if (up->t->park != NULL)
@@ -840,6 +842,14 @@ upstream_resume(struct upconn *c)
 	bufferevent_enable(c->bev, EV_READ);
 	if (c->up->t->resume != NULL)
 		c->up->t->resume(c->bev);
+}
+
+int
+upstream_send(struct upconn *c, const void *p, size_t len)
+{
+	if (c->up->t->send != NULL)
+		return c->up->t->send(c->bev, p, len);
+	return evbuffer_add(bufferevent_get_output(c->bev), p, len);
 }
 
 /* A server does not speak first on an idle HTTP connection. */

@@ -120,6 +120,13 @@ void upstream_release(struct upconn *c);
  */
 void upstream_resume(struct upconn *c);
 
+/**
+ * Appends len bytes to c's output, writing them at once when nothing is
+ * queued ahead of them (transport_ops.send).  Returns 0, or -1 when out
+ * of memory.
+ */
+int upstream_send(struct upconn *c, const void *p, size_t len);
+
 /** Closes a connection, or cancels one being opened.  NULL is a no-op. */
 void upstream_close(struct upconn *c);
 

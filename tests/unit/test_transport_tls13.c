@@ -6,7 +6,11 @@
  * that hands over what the engine holds when reading resumes: without it
  * the stream stalls), a bare close seen as EOF only after every byte, the
  * byte counters, resumption with a kept ticket, and a failed verification
- * reported as "TLS: certificate verify failed: ...".
+ * reported as "TLS: certificate verify failed: ...", and records written
+ * to the socket at once when nothing is queued ahead of them.  The
+ * OpenSSL transport's `send` writes at once too, and when a full socket
+ * stops it half-way through a record, leaves the rest to libevent's
+ * retry with the same bytes.
  *
  * Two tests run the server in a child process, so that this process's heap
  * holds the client alone: a pooled (parked) connection with 512-byte
@@ -66,6 +70,7 @@
 #define IDLE_KEYS_MIN 1024
 
 struct tt {
+	const struct transport_ops *ops;        /* the client's transport */
 	struct event_base *base;
 	SSL_CTX *sctx;
 	char ca_path[64];
@@ -77,6 +82,7 @@ struct tt {
 	size_t got, srv_got, since_pause;
 	int connected, eof, error, srv_eof;
 	int srv_closed_after_write;
+	size_t srv_stop;              /* > 0: stop the loop at this many */
 	char err[160];
 };
 
@@ -150,6 +156,7 @@ setup(void **state)
 	struct timeval tv = { TEST_TIMEOUT_S, 0 };
 
 	assert_non_null(t);
+	t->ops = &transport_tls13;
 	t->base = event_base_new();
 	assert_non_null(t->base);
 	make_cert(t);
@@ -184,7 +191,7 @@ teardown(void **state)
 	event_free(t->guard);
 	/* Runs the finalizers of the freed bufferevents. */
 	event_base_loop(t->base, EVLOOP_NONBLOCK);
-	transport_tls13.ctx_free(t->ctx);
+	t->ops->ctx_free(t->ctx);
 	event_base_free(t->base);
 	SSL_CTX_free(t->sctx);
 	unlink(t->ca_path);
@@ -209,6 +216,8 @@ srv_read(struct bufferevent *bev, void *arg)
 		assert_memory_equal(buf, t->want + t->srv_got, n);
 		t->srv_got += n;
 	}
+	if (t->srv_stop != 0 && t->srv_got >= t->srv_stop)
+		event_base_loopbreak(t->base);
 	/* The whole upload arrived: send the stream down, then close the
 	 * socket, as a server ending a close-delimited body does. */
 	if (t->srv_got == STREAM_LEN && !t->srv_closed_after_write) {
@@ -302,7 +311,7 @@ cli_event(struct bufferevent *bev, short what, void *arg)
 		t->eof = 1;
 	} else {
 		t->error = 1;
-		transport_tls13.error(bev, t->err, sizeof(t->err));
+		t->ops->error(bev, t->err, sizeof(t->err));
 	}
 	event_base_loopbreak(t->base);
 }
@@ -317,7 +326,7 @@ tt_connect(struct tt *t)
 	struct bufferevent *tcp;
 
 	if (t->ctx == NULL) {
-		t->ctx = transport_tls13.ctx_new(&t->r, err, sizeof(err));
+		t->ctx = t->ops->ctx_new(&t->r, err, sizeof(err));
 		if (t->ctx == NULL)
 			fail_msg("ctx_new: %s", err);
 	}
@@ -333,7 +342,7 @@ tt_connect(struct tt *t)
 	/* upstream.c's socket bufferevent does not own its fd either. */
 	tcp = bufferevent_socket_new(t->base, sv[0], 0);
 	assert_non_null(tcp);
-	t->cli = transport_tls13.start(t->ctx, tcp, err, sizeof(err));
+	t->cli = t->ops->start(t->ctx, tcp, err, sizeof(err));
 	if (t->cli == NULL)
 		fail_msg("start: %s", err);
 	bufferevent_setcb(t->cli, NULL, NULL, cli_event, t);
@@ -419,6 +428,74 @@ test_verify_failure(void **state)
 	assert_int_equal(t->error, 1);
 	assert_string_equal(t->err,
 	    "TLS: certificate verify failed: hostname mismatch");
+	tt_close_client(t);
+}
+
+/*
+ * A request written into an idle connection goes to the socket at once,
+ * not through a write event (two epoll_ctl calls and a wake-up): the
+ * socket's output is empty right after the write.
+ */
+static void
+test_write_at_once(void **state)
+{
+	struct tt *t = *state;
+	struct bufferevent *sock;
+
+	tt_connect(t);
+	assert_int_equal(t->connected, 1);
+	sock = bufferevent_get_underlying(t->cli);
+	assert_non_null(sock);
+	assert_int_equal(bufferevent_write(t->cli, t->want, 700), 0);
+	assert_int_equal(evbuffer_get_length(bufferevent_get_output(sock)), 0);
+	t->srv_stop = 700;
+	event_base_dispatch(t->base);
+	assert_int_equal(t->srv_got, 700);
+	tt_close_client(t);
+}
+
+/*
+ * The OpenSSL transport's send: at once into an idle connection; into a
+ * full socket, SSL_write() gives up half-way through its record and the
+ * same bytes are queued, and libevent's retry of that SSL_write() (with
+ * them, from the output) completes the record; later bytes queue behind.
+ * The server checks every byte against the pattern.
+ */
+static void
+test_openssl_send(void **state)
+{
+	struct tt *t = *state;
+	int small = 4096;
+	size_t n1 = 1000, n2 = 16384, n3 = 5000;
+
+	t->ops = &transport_openssl;
+	t->r.tls = CONFIG_TLS_OPENSSL;
+	tt_connect(t);
+	assert_int_equal(t->connected, 1);
+	assert_int_equal(t->ops->send(t->cli, t->want, n1), 0);
+	assert_int_equal(evbuffer_get_length(bufferevent_get_output(t->cli)),
+	    0);
+	t->srv_stop = n1;
+	event_base_dispatch(t->base);
+	assert_int_equal(t->srv_got, n1);
+	/* The server stops reading and the socket's buffer is made small:
+	 * the next record does not fit. */
+	bufferevent_disable(t->srv, EV_READ);
+	assert_int_equal(setsockopt(bufferevent_getfd(t->cli), SOL_SOCKET,
+	    SO_SNDBUF, &small, sizeof(small)), 0);
+	assert_int_equal(t->ops->send(t->cli, t->want + n1, n2), 0);
+	assert_int_equal(evbuffer_get_length(bufferevent_get_output(t->cli)),
+	    n2);
+	assert_int_equal(t->ops->send(t->cli, t->want + n1 + n2, n3), 0);
+	assert_int_equal(evbuffer_get_length(bufferevent_get_output(t->cli)),
+	    n2 + n3);
+	bufferevent_enable(t->srv, EV_READ);
+	t->srv_stop = n1 + n2 + n3;
+	event_base_dispatch(t->base);
+	assert_int_equal(t->error, 0);
+	assert_int_equal(t->srv_got, n1 + n2 + n3);
+	assert_int_equal(evbuffer_get_length(bufferevent_get_output(t->cli)),
+	    0);
 	tt_close_client(t);
 }
 
@@ -631,6 +708,10 @@ main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_stream_both_ways, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_resumption, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_write_at_once, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_openssl_send, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_verify_failure, setup,
 		    teardown),

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""System calls per keep-alive request, over both uplink transports: a
+request goes into the idle pooled uplink connection at once, and a
+response to the device likewise, so that the event loop never has to
+watch for writability (no epoll_ctl at all once the connections exist),
+and the uplink request is one write.  Counted with strace on the real
+daemon, after warm-up, over requests one after the other on one device
+connection."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True      # no __pycache__ in the tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import *  # noqa: E402,F403
+
+N = 40
+BODY = b"t=21.5&h=40"
+
+
+def exchange(s):
+    s.sendall(b"POST /v1/telemetry HTTP/1.1\r\nHost: dev\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+    buf = b""
+    while True:
+        i = buf.find(b"\r\n\r\n")
+        if i >= 0:
+            head = buf[:i].lower()
+            j = head.find(b"content-length:")
+            n = int(head[j + 15:].split(b"\r\n")[0]) if j >= 0 else 0
+            if len(buf) >= i + 4 + n:
+                return int(buf[9:12])
+        d = s.recv(65536)
+        if not d:
+            raise TestFailure("device connection closed")
+        buf += d
+
+
+def count(tls):
+    """{syscall: calls} of the daemon over N keep-alive requests."""
+    with World() as w:
+        # No body: the answer is one write, so one record, as nginx
+        # sends a small response (the Python server writes a body apart).
+        up = w.upstream(respond=lambda q: Response(status=202, body=b""))
+        keys = {"tls": tls} if tls != "openssl" else {}
+        gw = w.gateway([("r", route(up, w.pki, **keys))],
+                       gateway={"log_level": "warning"})
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        for _ in range(5):
+            expect_eq(exchange(s), 202, "warm-up")
+        out = w.td.join("strace-%s.txt" % tls)
+        st = subprocess.Popen(["strace", "-f", "-qq", "-p", str(gw.pid()),
+                               "-o", out], stderr=subprocess.DEVNULL)
+        try:
+            # strace is attached once the daemon's next call shows up.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                expect_eq(exchange(s), 202, "status while attaching")
+                if os.path.exists(out) and os.path.getsize(out) > 0:
+                    break
+                time.sleep(0.2)
+            time.sleep(0.3)
+            with open(out) as f:
+                skip = sum(1 for _ in f)
+            for _ in range(N):
+                expect_eq(exchange(s), 202, "status")
+            time.sleep(0.3)
+        finally:
+            st.terminate()
+            st.wait(timeout=10)
+        calls = {}
+        with open(out) as f:
+            for k, ln in enumerate(f):
+                if k < skip:
+                    continue
+                f0 = ln.split(None, 1)
+                if len(f0) < 2 or "(" not in f0[1]:
+                    continue
+                name = f0[1].split("(", 1)[0]
+                calls[name] = calls.get(name, 0) + 1
+        s.close()
+        return calls
+
+
+def check(tls):
+    if shutil.which("strace") is None:
+        raise TestFailure("strace is missing (mk/deps.sh installs it)")
+    calls = count(tls)
+    per = sum(calls.values()) / float(N)
+    say("  %s route: %.2f system calls per keep-alive request: %s"
+        % (tls, per, ", ".join("%s %d" % kv for kv in sorted(calls.items()))))
+    expect_eq(calls.get("epoll_ctl", 0), 0,
+              "epoll_ctl calls over %d keep-alive requests" % N)
+    # One write of the request into the uplink, one of the response to
+    # the device: two per request.
+    writes = sum(calls.get(k, 0) for k in ("write", "writev", "sendto",
+                                           "sendmsg"))
+    expect_eq(writes, 2 * N, "writes over %d requests" % N)
+    expect(per <= 8.5, "%.2f system calls per request (8 expected)" % per)
+
+
+def test_openssl_route():
+    check("openssl")
+
+
+def test_builtin_route():
+    check("builtin")
+
+
+if __name__ == "__main__":
+    run_tests(globals())
