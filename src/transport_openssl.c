@@ -261,8 +261,12 @@ tossl_send(struct bufferevent *bev, const void *p, size_t len)
 	struct evbuffer *out = bufferevent_get_output(bev);
 	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 
+	/* Not while OpenSSL waits to finish a write of its own (a read
+	 * that had to answer a KeyUpdate into a full socket): libevent
+	 * completes that first. */
 	if (ssl != NULL && len > 0 && len <= TOSSL_SEND_MAX &&
-	    evbuffer_get_length(out) == 0 && SSL_is_init_finished(ssl)) {
+	    evbuffer_get_length(out) == 0 && SSL_is_init_finished(ssl) &&
+	    !SSL_want_write(ssl)) {
 		/* No SSL_get_error() here: a failure is libevent's to see
 		 * and report, from its own retry. */
 		if (SSL_write(ssl, p, (int)len) == (int)len)
