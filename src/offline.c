@@ -297,6 +297,10 @@ sender_new(const struct route *r, struct spool *sp, char *err,
 	if ((s->up = upstream_new(r, off.base, off.dns, NULL, err,
 	    errlen)) == NULL)
 		goto fail;
+	/* The proxy's uplink of the route runs its health checks already;
+	 * a second set would double them on a metered link.  The sender
+	 * backs off on failures of its own. */
+	upstream_passive(s->up);
 	if (sp == NULL) {
 		if (offline_mkparents(r->spool_dir, e, sizeof(e)) == -1) {
 			snprintf(err, errlen, "route %s: spool_dir %s: %s",

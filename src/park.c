@@ -32,8 +32,11 @@
 
 /* Timeout queues per set. */
 #define PARK_QUEUES 4
-/* Slots mapped at first, when the descriptor limit is lower. */
+/* Slots mapped at first: the descriptor limit, within these bounds (the
+ * mapping grows when a higher descriptor comes; address space is scarce
+ * on 32-bit gateways). */
 #define PARK_MIN_SLOTS 1024
+#define PARK_MAX_SLOTS 65536
 /* Sockets taken from the epoll instance per event-loop turn. */
 #define PARK_BATCH 64
 
@@ -87,9 +90,9 @@ parkset_new(struct event_base *base, park_cb cb, void *arg)
 	ps->epfd = -1;
 	for (i = 0; i < PARK_QUEUES; i++)
 		ps->queue[i].head = ps->queue[i].tail = -1;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur > n && rl.rlim_cur <= (1u << 24))
-		n = (size_t)rl.rlim_cur;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > n)
+		n = rl.rlim_cur < PARK_MAX_SLOTS ? (size_t)rl.rlim_cur :
+		    PARK_MAX_SLOTS;
 	m = mmap(NULL, n * sizeof(struct park_slot), PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m == MAP_FAILED)

@@ -720,6 +720,11 @@ proxy_rewrite_request_head(const struct http1_request *req,
 		/* The gateway's credentials replace the device's. */
 		if (basic != NULL && http1_str_ieq(h->name, "Authorization"))
 			continue;
+		/* On a store-and-forward route the queue id is the gateway's
+		 * word to the cloud: a device's own would pass for one. */
+		if (r->offline_queue && http1_str_ieq(h->name,
+		    OFFLINE_ID_HEADER))
+			continue;
 		proxy_add_field(&hb, h);
 	}
 	/* RFC 9110 §7.6.3: the protocol we received, then our name.  The

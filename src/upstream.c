@@ -247,6 +247,12 @@ upstream_stop_checks(struct upstream *up)
 }
 
 void
+upstream_passive(struct upstream *up)
+{
+	upstream_stop_checks(up);
+}
+
+void
 upstream_drain(struct upstream *up)
 {
 	struct upconn *c;

@@ -70,6 +70,14 @@ struct upstream *upstream_new(const struct route *r, struct event_base *base,
     size_t errlen);
 
 /**
+ * Cancels `up`'s active health checks for good: its servers are judged by
+ * its own traffic, as on a route without health_check.  For a second
+ * uplink of a route (the store-and-forward sender's), whose checks would
+ * repeat the proxy's on the same servers.
+ */
+void upstream_passive(struct upstream *up);
+
+/**
  * Closes the idle connections, cancels the health checks (also one in
  * progress) and frees `up`.  Every connection handed out must have been
  * released or closed first.  NULL is a no-op.

@@ -19,6 +19,12 @@ reload      SIGHUP keeps the open spool (no second recovery scan); the
 rate        spool_rate paces the replays; a 2xx with a 3 MiB body (over
             OFFLINE_MAX_RESPONSE_BODY) or a chunked one is delivered, and
             the connection of the unread body is not reused
+checks      with health_check set, the route's servers are checked once
+            per health_interval: the store-and-forward sender does not
+            run checks of its own next to the proxy's
+device id   a device's own X-Tlsgate-Queue-Id is removed from live
+            requests on a store-and-forward route (only the gateway's ids
+            reach the cloud), and kept on a route without offline_queue
 framings    chunked (with extensions and trailers), empty, Expect:
             100-continue and HTTP/1.0 keep-alive bodies are queued whole
             and replayed with Content-Length; a chunked body over
@@ -310,6 +316,56 @@ def test_framings():
                         ("/x", b"body", "cl", "4", None, None),
                         ("/h", b"old", "cl", "3", None, None)],
                   "replayed requests")
+
+
+def test_health_checks_once():
+    """One health check per interval on an offline route, not one from
+    the proxy and another from the store-and-forward sender."""
+    with World() as w:
+        up = w.upstream()
+        spool = w.td.join("spool")
+        r = offline_route(w, up.port, spool, health_check="GET /healthz",
+                          health_interval=1, health_timeout=1)
+        gw = w.gateway([("off", r)])
+        time.sleep(0.5)
+        with up.lock:
+            n0 = sum(1 for q in up.requests if q.target == "/healthz")
+        time.sleep(4)
+        with up.lock:
+            n1 = sum(1 for q in up.requests if q.target == "/healthz")
+        say("  health checks in 4 s at health_interval 1: %d" % (n1 - n0))
+        # 4 expected; two sets of checks would make 8.
+        expect(3 <= n1 - n0 <= 5, "health checks in 4 s: %d" % (n1 - n0))
+        expect(gw.alive(), "daemon died")
+
+
+def test_device_queue_id_removed():
+    """A live POST carrying a device's own queue id: the cloud does not see
+    it on a store-and-forward route, and does on a plain one."""
+    with World() as w:
+        up = w.upstream()
+        spool = w.td.join("spool")
+        off = offline_route(w, up.port, spool)
+        plain = route(up, w.pki, listen="127.0.0.1:%d" % free_port())
+        gw = w.gateway([("off", off), ("plain", plain)])
+        for name, port in (("off", int(off["listen"].rsplit(":", 1)[1])),
+                           ("plain", int(plain["listen"].rsplit(":", 1)[1]))):
+            d = Device(port)
+            s = "POST /%s HTTP/1.1\r\nHost: dev\r\nContent-Length: 2\r\n" \
+                "x-tlsgate-queue-id: 00000000000000000001-spoofed\r\n\r\nhi" \
+                % name
+            d.s.sendall(s.encode())
+            r = read_response(d.rd, "POST")
+            d.close()
+            expect_eq(r.status, 200, "%s: live answer" % name)
+            expect(r.header(HDR) is None, "%s: no queue id on a live "
+                   "answer" % name)
+        got = dict((q.target, q.header(HDR)) for q in posts(up))
+        expect_eq(got, {"/off": None,
+                        "/plain": "00000000000000000001-spoofed"},
+                  "queue id the cloud saw")
+        expect_eq(entries(spool), [], "nothing queued")
+        expect(gw.alive(), "daemon died")
 
 
 def test_rate_and_responses():

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import *  # noqa: E402,F403
 
 N = 40
+MEMORY_CALLS = ("mmap", "munmap", "mremap", "madvise", "mprotect", "brk")
 BODY = b"t=21.5&h=40"
 
 
@@ -90,7 +91,10 @@ def check(tls):
     if shutil.which("strace") is None:
         raise TestFailure("strace is missing (mk/deps.sh installs it)")
     calls = count(tls)
-    per = sum(calls.values()) / float(N)
+    # The allocator's own calls (ASan's maps its memory in small steps)
+    # are not the daemon's I/O.
+    io = dict((k, v) for k, v in calls.items() if k not in MEMORY_CALLS)
+    per = sum(io.values()) / float(N)
     say("  %s route: %.2f system calls per keep-alive request: %s"
         % (tls, per, ", ".join("%s %d" % kv for kv in sorted(calls.items()))))
     expect_eq(calls.get("epoll_ctl", 0), 0,
