@@ -4,14 +4,24 @@
  * parser promises: slices inside the buffer, a head no longer than
  * max_head, only the documented statuses, the same answer for every
  * prefix of a complete head (0), and the same chunked outcome whatever
- * the split of the body.
+ * the split of the body.  A parsed head is then rewritten as the proxy
+ * sends it upstream (proxy_rewrite_request_head), with one set_header and
+ * one remove_header rule, gateway credentials or not, on a
+ * store-and-forward route or not: the result must parse again as one
+ * complete head with the same method, path, version 1.1 and framing, the
+ * route's Host, and none of the fields the rules and the route drop.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
+#include "config.h"
 #include "http1.h"
+#include "offline.h"
+#include "proxy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -71,6 +81,68 @@ check_chunked(const char *in, size_t len, size_t step)
 		abort();
 }
 
+/* 1 when h has a field named name (any case). */
+static int
+has_field(const struct http1_request *h, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < h->nheaders; i++)
+		if (http1_str_ieq(h->headers[i].name, name))
+			return 1;
+	return 0;
+}
+
+static void
+check_rewrite(const struct http1_request *req, uint8_t mode)
+{
+	static struct http1_request out;
+	static char rm[] = "X-Drop", host[] = "cloud.test", sname[] = "X-Site",
+	    sval[] = "gw-1";
+	struct route r;
+	struct evbuffer *eb = evbuffer_new();
+	const char *p;
+	size_t len;
+	long rc;
+
+	if (eb == NULL)
+		abort();
+	memset(&r, 0, sizeof(r));
+	r.host = host;
+	r.set_headers[0].name = sname;
+	r.set_headers[0].value = sval;
+	r.nset_headers = 1;
+	r.remove_headers[0] = rm;
+	r.nremove_headers = 1;
+	r.offline_queue = mode & 1;
+	if (proxy_rewrite_request_head(req, &r, "192.0.2.7",
+	    (mode & 2) ? "dXNlcjpwdw==" : NULL, eb) != 0)
+		abort();
+	len = evbuffer_get_length(eb);
+	p = (const char *)evbuffer_pullup(eb, -1);
+	rc = http1_parse_request(p, len, 1 << 20, &out);
+	/* Via, X-Forwarded-For, X-Site and Authorization may take a head
+	 * at the field limit past it. */
+	if (rc == -431 && req->nheaders + 4 > HTTP1_MAX_HEADERS) {
+		evbuffer_free(eb);
+		return;
+	}
+	if (rc != (long)len || out.minor != 1 ||
+	    out.method.len != req->method.len ||
+	    memcmp(out.method.p, req->method.p, out.method.len) != 0 ||
+	    out.path.len != req->path.len ||
+	    memcmp(out.path.p, req->path.p, out.path.len) != 0 ||
+	    !http1_str_ieq(out.host, "cloud.test") ||
+	    out.framing != req->framing ||
+	    (req->framing == HTTP1_BODY_LENGTH &&
+	    out.content_length != req->content_length) ||
+	    has_field(&out, "X-Drop") || !has_field(&out, "X-Site") ||
+	    ((mode & 1) && has_field(&out, OFFLINE_ID_HEADER)) ||
+	    ((mode & 2) && !has_field(&out, "Authorization")))
+		abort();
+	evbuffer_free(eb);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -110,6 +182,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Bytes after the head do not change the head. */
 	if (http1_parse_request(buf, (size_t)rc, MAX_HEAD, &again) != rc)
 		abort();
+	check_rewrite(&req, data[0]);
 	if (size > (size_t)rc)
 		check_chunked(
 		    buf + rc, size - (size_t)rc, 1 + (size_t)data[0] % 7);
