@@ -3,12 +3,14 @@
 keep-alive connection idle for more than a second gives up its session and
 keeps only its socket; the next request on it is served as before, on the
 configuration current at that moment; the rest of idle_timeout still
-closes it; a device that goes away while parked releases the descriptor;
+closes it; a device that goes away while parked (close, reset or
+half-close) releases the descriptor;
 SIGTERM closes parked connections at once."""
 
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -90,13 +92,24 @@ def test_device_gone_while_parked_releases_descriptor():
             expect_eq(get(s, "/g%d" % i).status, 200, "request %d" % i)
         time.sleep(PARK_S + 0.8)
         expect_eq(gw.log_text().count(": parked"), 20, "parked sessions")
-        for s in socks:
+        # A third close, a third reset (RST: the parked socket reports an
+        # error, not an EOF), a third half-close their connections.
+        for i, s in enumerate(socks):
+            if i % 3 == 1:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             struct.pack("ii", 1, 0))
+            elif i % 3 == 2:
+                s.shutdown(socket.SHUT_WR)
+                continue
             s.close()
         end = time.monotonic() + 5
         while fd_count(pid) > fd0 + 1 and time.monotonic() < end:
             time.sleep(0.05)
         expect(fd_count(pid) <= fd0 + 1, "daemon holds %d fds after the "
                "devices left (%d before)" % (fd_count(pid), fd0))
+        for s in socks:
+            s.close()
+        expect(gw.alive(), "daemon died")
 
 
 def test_reload_while_parked_uses_new_config():
