@@ -121,9 +121,10 @@ check_rewrite(const struct http1_request *req, uint8_t mode)
 	len = evbuffer_get_length(eb);
 	p = (const char *)evbuffer_pullup(eb, -1);
 	rc = http1_parse_request(p, len, 1 << 20, &out);
-	/* Via, X-Forwarded-For, X-Site and Authorization may take a head
-	 * at the field limit past it. */
-	if (rc == -431 && req->nheaders + 4 > HTTP1_MAX_HEADERS) {
+	/* Host (an HTTP/1.0 request may have none), Via, X-Forwarded-For,
+	 * X-Site and Authorization may take a head near the field limit
+	 * past it. */
+	if (rc == -431 && req->nheaders + 5 > HTTP1_MAX_HEADERS) {
 		evbuffer_free(eb);
 		return;
 	}
