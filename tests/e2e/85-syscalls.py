@@ -9,7 +9,6 @@ connection."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,22 +22,10 @@ MEMORY_CALLS = ("mmap", "munmap", "mremap", "madvise", "mprotect", "brk")
 BODY = b"t=21.5&h=40"
 
 
-def exchange(s):
+def exchange(s, rd):
     s.sendall(b"POST /v1/telemetry HTTP/1.1\r\nHost: dev\r\n"
               b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
-    buf = b""
-    while True:
-        i = buf.find(b"\r\n\r\n")
-        if i >= 0:
-            head = buf[:i].lower()
-            j = head.find(b"content-length:")
-            n = int(head[j + 15:].split(b"\r\n")[0]) if j >= 0 else 0
-            if len(buf) >= i + 4 + n:
-                return int(buf[9:12])
-        d = s.recv(65536)
-        if not d:
-            raise TestFailure("device connection closed")
-        buf += d
+    return read_response(rd, "POST").status
 
 
 def count(tls):
@@ -50,9 +37,10 @@ def count(tls):
         keys = {"tls": tls} if tls != "openssl" else {}
         gw = w.gateway([("r", route(up, w.pki, **keys))],
                        gateway={"log_level": "warning"})
-        s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        s = connect(gw.port)
+        rd = Reader(s)
         for _ in range(5):
-            expect_eq(exchange(s), 202, "warm-up")
+            expect_eq(exchange(s, rd), 202, "warm-up")
         out = w.td.join("strace-%s.txt" % tls)
         st = subprocess.Popen(["strace", "-f", "-qq", "-p", str(gw.pid()),
                                "-o", out], stderr=subprocess.DEVNULL)
@@ -60,7 +48,7 @@ def count(tls):
             # strace is attached once the daemon's next call shows up.
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                expect_eq(exchange(s), 202, "status while attaching")
+                expect_eq(exchange(s, rd), 202, "status while attaching")
                 if os.path.exists(out) and os.path.getsize(out) > 0:
                     break
                 time.sleep(0.2)
@@ -68,7 +56,7 @@ def count(tls):
             with open(out) as f:
                 skip = sum(1 for _ in f)
             for _ in range(N):
-                expect_eq(exchange(s), 202, "status")
+                expect_eq(exchange(s, rd), 202, "status")
             time.sleep(0.3)
         finally:
             st.terminate()
