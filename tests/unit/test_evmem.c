@@ -1,8 +1,9 @@
 /*
  * Unit tests of src/evmem.c: small blocks come from the region and are
  * reused, larger ones and foreign pointers go to malloc, realloc moves a
- * block between sizes with its bytes, and libevent's per-descriptor
- * record lands in the region once evmem is installed.
+ * block between sizes with its bytes, libevent's per-descriptor record
+ * lands in the region once evmem is installed, and a class whose part of
+ * the region is used up hands out blocks from malloc.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -151,6 +152,42 @@ test_libevent_records(void **state)
 	assert_true(in_use() <= before);
 }
 
+/* Every 16-byte block of the region taken (16 MiB, touched here once):
+ * the next comes from malloc, counted, and is freed there. */
+static void
+test_region_full(void **state)
+{
+	struct evmem_stats st0, st;
+	size_t cap = ((size_t)16 << 20) / 16 + 1, n = 0, i;
+	void **p = calloc(cap, sizeof(*p));
+
+	(void)state;
+	assert_non_null(p);
+	evmem_get_stats(&st0);
+	for (;;) {
+		assert_true(n < cap);
+		p[n] = evmem_malloc(16);
+		assert_non_null(p[n]);
+		n++;
+		evmem_get_stats(&st);
+		if (st.fallback > st0.fallback)
+			break;
+	}
+	assert_int_equal(st.fallback, st0.fallback + 1);
+	/* The fallback block is ordinary heap: writable, freed by free(). */
+	memset(p[n - 1], 0x33, 16);
+	for (i = 0; i < n; i++)
+		evmem_free(p[i]);
+	evmem_get_stats(&st);
+	assert_int_equal(st.in_use, st0.in_use);
+	/* Freed blocks are handed out again. */
+	p[0] = evmem_malloc(16);
+	evmem_get_stats(&st);
+	assert_int_equal(st.fallback, st0.fallback + 1);
+	evmem_free(p[0]);
+	free(p);
+}
+
 int
 main(void)
 {
@@ -158,6 +195,7 @@ main(void)
 		cmocka_unit_test(test_small_blocks),
 		cmocka_unit_test(test_resize),
 		cmocka_unit_test(test_libevent_records),
+		cmocka_unit_test(test_region_full),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
