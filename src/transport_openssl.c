@@ -35,6 +35,9 @@ static int tossl_resumed(struct bufferevent *);
 static void tossl_error(struct bufferevent *, char *, size_t);
 static void tossl_wire_bytes(struct bufferevent *, uint64_t *, uint64_t *);
 static int tossl_send(struct bufferevent *, const void *, size_t);
+static void tossl_resume(struct bufferevent *);
+static void tossl_input_changed(struct evbuffer *,
+    const struct evbuffer_cb_info *, void *);
 static int tossl_new_session(SSL *, SSL_SESSION *);
 static int tossl_is_ip(const char *);
 
@@ -52,6 +55,7 @@ const struct transport_ops transport_openssl = {
 	.error = tossl_error,
 	.wire_bytes = tossl_wire_bytes,
 	.send = tossl_send,
+	.resume = tossl_resume,
 };
 
 static int
@@ -114,6 +118,9 @@ tossl_ctx_new(const struct route *r, char *err, size_t errlen)
 	 * connections give their record buffers back. */
 	SSL_CTX_set_mode(t->ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 	    SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+	/* One read per response instead of two (a record's header, then
+	 * the rest): see tossl_resume(). */
+	SSL_CTX_set_read_ahead(t->ssl_ctx, 1);
 	if (r->verify) {
 		SSL_CTX_set_verify(t->ssl_ctx, SSL_VERIFY_PEER, NULL);
 		if (SSL_CTX_load_verify_locations(t->ssl_ctx, r->ca_file,
@@ -203,6 +210,12 @@ tossl_start(void *ctx, struct bufferevent *tcp, char *err, size_t errlen)
 	/* tossl_send() may leave a write for libevent to retry from another
 	 * buffer with the same bytes. */
 	SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (evbuffer_add_cb(bufferevent_get_input(bev), tossl_input_changed,
+	    bev) == NULL) {
+		bufferevent_free(bev);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	return bev;
 fail:
 	snprintf(err, errlen, "TLS: cannot start handshake");
@@ -289,4 +302,48 @@ tossl_wire_bytes(struct bufferevent *bev, uint64_t *rx, uint64_t *tx)
 		*rx = BIO_number_read(SSL_get_rbio(ssl));
 	if (SSL_get_wbio(ssl) != NULL)
 		*tx = BIO_number_written(SSL_get_wbio(ssl));
+}
+
+/*
+ * Read-ahead: OpenSSL reads all the socket holds, and records beyond the
+ * one it decrypts wait in its buffer.  libevent 2.1's OpenSSL bufferevent
+ * stops reading once no decrypted byte is pending (SSL_pending() == 0),
+ * and it does not look at what OpenSSL holds when reading resumes after a
+ * pause (its read high watermark, or proxy.c turning reading off): such
+ * bytes would wait for the socket to become readable again, which may be
+ * never (a server that sent a head and a body record and now waits).
+ * Whenever some are left behind, the read event runs again from the event
+ * loop.  Only added events run: nothing happens while reading is off.  A
+ * record only partly read costs a read() that may find nothing more.
+ */
+static void
+tossl_kick(struct bufferevent *bev)
+{
+	event_base_active_by_fd(bufferevent_get_base(bev),
+	    bufferevent_getfd(bev), EV_READ);
+}
+
+static void
+tossl_resume(struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	if (ssl != NULL && SSL_has_pending(ssl))
+		tossl_kick(bev);
+}
+
+/* The input changed.  After libevent added decrypted bytes, it goes on
+ * by itself while some are pending; after the reader took some, reading
+ * may have resumed. */
+static void
+tossl_input_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(arg);
+
+	(void)buf;
+	if (ssl == NULL || !SSL_has_pending(ssl))
+		return;
+	if (info->n_deleted > 0 || SSL_pending(ssl) == 0)
+		tossl_kick(arg);
 }

@@ -262,7 +262,7 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	bufferevent_enable(t->cli, EV_READ);
-	transport_tls13.resume(t->cli);
+	t->ops->resume(t->cli);
 }
 
 static void
@@ -364,14 +364,13 @@ tt_close_client(struct tt *t)
 }
 
 static void
-test_stream_both_ways(void **state)
+stream_both_ways(struct tt *t)
 {
-	struct tt *t = *state;
 	uint64_t rx = 0, tx = 0;
 
 	tt_connect(t);
 	assert_int_equal(t->connected, 1);
-	assert_int_equal(transport_tls13.resumed(t->cli), 0);
+	assert_int_equal(t->ops->resumed(t->cli), 0);
 	t->timer = evtimer_new(t->base, resume_cb, t);
 	bufferevent_setcb(t->cli, cli_read, NULL, cli_event, t);
 	bufferevent_setwatermark(t->cli, EV_READ, 0, READ_HIGH);
@@ -386,10 +385,114 @@ test_stream_both_ways(void **state)
 	assert_int_equal(t->got, STREAM_LEN);
 	assert_int_equal(t->srv_got, STREAM_LEN);
 	/* The bill: every byte both ways, plus the records' overhead. */
-	transport_tls13.wire_bytes(t->cli, &rx, &tx);
+	t->ops->wire_bytes(t->cli, &rx, &tx);
 	assert_true(rx > STREAM_LEN && rx < STREAM_LEN + STREAM_LEN / 50);
 	assert_true(tx > STREAM_LEN && tx < STREAM_LEN + STREAM_LEN / 20);
 	tt_close_client(t);
+}
+
+static void
+test_stream_both_ways(void **state)
+{
+	stream_both_ways(*state);
+}
+
+/* The same stream through the OpenSSL transport, whose read-ahead leaves
+ * records in OpenSSL's buffer whenever the reader pauses: they must be
+ * handed over when it resumes, without new bytes on the socket. */
+static void
+test_openssl_stream(void **state)
+{
+	struct tt *t = *state;
+
+	t->ops = &transport_openssl;
+	t->r.tls = CONFIG_TLS_OPENSSL;
+	stream_both_ways(t);
+}
+
+static void
+ra_read(struct bufferevent *bev, void *arg)
+{
+	struct tt *t = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	unsigned char buf[64];
+	size_t n;
+
+	while ((n = evbuffer_remove(in, buf, sizeof(buf))) > 0 &&
+	    n <= sizeof(buf)) {
+		assert_true(t->got + n <= 20);
+		assert_memory_equal(buf, t->want + t->got, n);
+		t->got += n;
+	}
+	if (t->since_pause == 0) {
+		/* The first callback: both records came in one read. */
+		t->since_pause = 1;
+		t->srv_got = BIO_number_read(SSL_get_rbio(
+		    bufferevent_openssl_get_ssl(bev)));
+		if (t->srv_stop) {
+			struct timeval tv = { 0, PAUSE_MS * 1000 };
+
+			bufferevent_disable(bev, EV_READ);
+			evtimer_add(t->timer, &tv);
+		}
+	}
+	if (t->got == 20)
+		event_base_loopbreak(t->base);
+}
+
+/*
+ * Read-ahead on the OpenSSL route: one read takes two records that the
+ * server sent at once and then waits.  libevent hands over the first and
+ * would wait for the socket before decrypting the second; it arrives
+ * anyway, with no further read from the socket, also when the reader
+ * paused after the first (pause = 1).
+ */
+static void
+openssl_read_ahead(struct tt *t, int pause)
+{
+	struct timeval tv = { 0, 100 * 1000 };
+	SSL *srv;
+	uint64_t before;
+
+	t->ops = &transport_openssl;
+	t->r.tls = CONFIG_TLS_OPENSSL;
+	tt_connect(t);
+	assert_int_equal(t->connected, 1);
+	t->timer = evtimer_new(t->base, resume_cb, t);
+	bufferevent_setcb(t->cli, ra_read, NULL, cli_event, t);
+	/* Let the server's tickets in first: they are records too. */
+	event_base_loopexit(t->base, &tv);
+	event_base_dispatch(t->base);
+	/* Then the server writes its two records itself. */
+	srv = bufferevent_openssl_get_ssl(t->srv);
+	bufferevent_disable(t->srv, EV_READ | EV_WRITE);
+	before = BIO_number_read(SSL_get_rbio(
+	    bufferevent_openssl_get_ssl(t->cli)));
+	assert_int_equal(SSL_write(srv, t->want, 8), 8);
+	assert_int_equal(SSL_write(srv, t->want + 8, 12), 12);
+	t->srv_stop = (size_t)pause;
+	event_base_dispatch(t->base);
+	assert_int_equal(t->error, 0);
+	assert_int_equal(t->got, 20);
+	/* Two TLS 1.3 records: 5 + 8 + 1 + 16 and 5 + 12 + 1 + 16 bytes,
+	 * all read by the first read. */
+	assert_int_equal(t->srv_got - before, 30 + 34);
+	assert_int_equal(BIO_number_read(SSL_get_rbio(
+	    bufferevent_openssl_get_ssl(t->cli))) - before, 30 + 34);
+	t->srv_stop = 0;
+	tt_close_client(t);
+}
+
+static void
+test_openssl_read_ahead(void **state)
+{
+	openssl_read_ahead(*state, 0);
+}
+
+static void
+test_openssl_read_ahead_paused(void **state)
+{
+	openssl_read_ahead(*state, 1);
 }
 
 /* The server's tickets are kept: the next connection resumes. */
@@ -723,6 +826,12 @@ main(int argc, char **argv)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_openssl_send, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_openssl_stream, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_openssl_read_ahead,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_openssl_read_ahead_paused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_failure, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_parked, setup,
