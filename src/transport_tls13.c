@@ -12,9 +12,14 @@
  * Handshake records never reach the filter's buffers: they go straight
  * between the engine and the socket bufferevent.
  *
- * Backpressure: the socket bufferevent reads at most TT_TCP_READ_HIGH bytes
- * ahead, the engine holds at most one record, and decrypted data is handed
- * over only up to the filter's read high watermark.  What the engine still
+ * Reading: the socket bufferevent only writes.  We read the socket
+ * ourselves (tt_sock_read) into its input and run its read callback, the
+ * filter's: libevent's own read asks the kernel how many bytes wait
+ * (ioctl FIONREAD) before every read, a system call per response.
+ *
+ * Backpressure: we read at most TT_TCP_READ_HIGH bytes ahead, the engine
+ * holds at most one record, and decrypted data is handed over only up to
+ * the filter's read high watermark.  What the engine still
  * holds when the reader drains (or resumes after a pause) is handed over by
  * a "kick": the socket bufferevent's read callback, run again from the
  * event loop (a deferred callback, which costs no allocation), because
@@ -30,14 +35,16 @@
  * into the socket's evbuffer after every call.  A pooled connection then
  * holds only its state, the engine's (with the traffic secrets) and the two
  * bufferevents; docs/performance.md has the byte count.  Its idle-key timer
- * is the socket bufferevent's read timeout, unused otherwise.
+ * is the timeout of our read event.
  */
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -52,9 +59,11 @@
 #include "tls13/tls13.h"
 #include "transport.h"
 
-/* The socket bufferevent stops reading this far ahead of the engine
- * (one full record and a bit): TCP backpressure reaches the server. */
+/* We stop reading the socket this far ahead of the engine (one full
+ * record and a bit): TCP backpressure reaches the server. */
 #define TT_TCP_READ_HIGH (TLS13_MAX_RECORD + 1024)
+/* The most one read takes (libevent's own reads take as much). */
+#define TT_TCP_READ_MAX 4096
 /* Sealed records queued on the socket beyond this stop the sealing: the
  * session's output then fills and proxy.c stops reading the device.  The
  * filter seals again once the socket drains to the low mark. */
@@ -112,6 +121,7 @@ struct tt_conn {
 	struct tt_ctx *ctx;
 	struct bufferevent *bev;        /* the filter: plaintext */
 	struct bufferevent *tcp;        /* the socket, owned by bev */
+	struct event *rd;               /* reads the socket: tt_sock_read */
 	/* The filter's callbacks on the socket bufferevent, which ours
 	 * wrap (so that an EOF waits for the data before it). */
 	bufferevent_data_cb tcp_read, tcp_write;
@@ -133,6 +143,8 @@ struct tt_conn {
 	unsigned ended:1;               /* EOF or error reported: no more */
 	unsigned pending:1;             /* the engine holds plaintext */
 	unsigned parked:1;              /* in the pool, unused since */
+	unsigned rd_full:1;             /* read TT_TCP_READ_HIGH ahead */
+	unsigned rd_eof:1;              /* the socket said EOF or failed */
 };
 
 /* Stands in for every connection's receive buffer while it is given back:
@@ -150,6 +162,8 @@ static void tt_error(struct bufferevent *, char *, size_t);
 static void tt_wire_bytes(struct bufferevent *, uint64_t *, uint64_t *);
 static void tt_park(struct bufferevent *);
 static void tt_resume(struct bufferevent *);
+static void tt_tcp_read(struct bufferevent *, void *);
+static void tt_tcp_event(struct bufferevent *, short, void *);
 
 const struct transport_ops transport_tls13 = {
 	.name = "builtin",
@@ -516,6 +530,19 @@ tt_tx_get(struct tt_conn *t)
 	return 0;
 }
 
+/* Reads the socket again (after a pause for TT_TCP_READ_HIGH), with the
+ * idle-key timer while parked.  event_add() on an added event only sets
+ * its timer. */
+static void
+tt_rd_arm(struct tt_conn *t)
+{
+	struct timeval tv = { TT_IDLE_KEYS_MS / 1000,
+	    (TT_IDLE_KEYS_MS % 1000) * 1000 };
+
+	if (!t->rd_full && !t->rd_eof)
+		(void)event_add(t->rd, t->parked ? &tv : NULL);
+}
+
 /* Out of the pool (a record in either direction): no idle-key timer. */
 static void
 tt_unpark(struct tt_conn *t)
@@ -523,7 +550,79 @@ tt_unpark(struct tt_conn *t)
 	if (!t->parked)
 		return;
 	t->parked = 0;
-	bufferevent_set_timeouts(t->tcp, NULL, NULL);
+	(void)event_remove_timer(t->rd);
+}
+
+/*
+ * The socket is readable (or the idle-key timer ran out): what it holds
+ * goes to the socket bufferevent's input, then through its read callback
+ * into the filter, as if the bufferevent had read it; an EOF or an error
+ * goes to its event callback.
+ */
+static void
+tt_sock_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct tt_conn *t = arg;
+	struct evbuffer *in = bufferevent_get_input(t->tcp);
+	struct evbuffer_iovec v;
+	bufferevent_data_cb rcb;
+	size_t len, want;
+	ssize_t n;
+	int saved;
+
+	/* libevent frees the filter, and with it us, from the event loop
+	 * after upstream.c let it go; its callbacks are gone already. */
+	bufferevent_getcb(t->tcp, &rcb, NULL, NULL, NULL);
+	if (rcb != tt_tcp_read) {
+		(void)event_del(t->rd);
+		return;
+	}
+	if (what & EV_TIMEOUT) {
+		/* Parked and unused for TT_IDLE_KEYS_MS. */
+		tt_unpark(t);
+		tls13_conn_idle(&t->c);
+		if (!(what & EV_READ))
+			return;
+	}
+	len = evbuffer_get_length(in);
+	if (len >= TT_TCP_READ_HIGH) {
+		/* tt_filter_in() reads again once the engine took some. */
+		t->rd_full = 1;
+		(void)event_del(t->rd);
+		return;
+	}
+	want = TT_TCP_READ_HIGH - len;
+	if (want > TT_TCP_READ_MAX)
+		want = TT_TCP_READ_MAX;
+	/* A socket bufferevent keeps the end of its input frozen but for
+	 * its own reads. */
+	evbuffer_unfreeze(in, 0);
+	if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) < 1) {
+		evbuffer_freeze(in, 0);
+		tt_fail(t, TLS13_ALERT_INTERNAL_ERROR);
+		return;
+	}
+	if (v.iov_len > want)
+		v.iov_len = want;
+	do
+		n = read(fd, v.iov_base, v.iov_len);
+	while (n == -1 && errno == EINTR);
+	v.iov_len = n > 0 ? (size_t)n : 0;
+	evbuffer_commit_space(in, &v, 1);
+	evbuffer_freeze(in, 0);
+	if (n > 0) {
+		tt_tcp_read(t->tcp, t);
+		return;
+	}
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	t->rd_eof = 1;
+	saved = errno;
+	(void)event_del(t->rd);
+	/* tt_error() reports it. */
+	errno = n == 0 ? 0 : saved;
+	tt_tcp_event(t->tcp, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF :
+	    BEV_EVENT_ERROR), t);
 }
 
 /* The handshake completed: verification passed inside the engine. */
@@ -683,6 +782,10 @@ tt_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	}
 	tt_rx_release(t);
 	tt_tx_release(t);
+	if (t->rd_full && evbuffer_get_length(src) < TT_TCP_READ_HIGH) {
+		t->rd_full = 0;
+		tt_rd_arm(t);
+	}
 	return added > 0 ? BEV_OK : BEV_NEED_MORE;
 }
 
@@ -790,15 +893,6 @@ tt_tcp_event(struct bufferevent *tcp, short what, void *arg)
 {
 	struct tt_conn *t = arg;
 
-	if (what & BEV_EVENT_TIMEOUT) {
-		/* Only tt_park sets a timeout here: the idle-key timer. */
-		tt_unpark(t);
-		tls13_conn_idle(&t->c);
-		/* libevent stopped reading on the timeout: the socket must
-		 * still see the server close a pooled connection. */
-		bufferevent_enable(tcp, EV_READ);
-		return;
-	}
 	if (t->ended)
 		return;
 	if ((what & BEV_EVENT_EOF) && t->connected && (t->pending ||
@@ -836,6 +930,7 @@ tt_conn_free(void *arg)
 	/* The evbuffers outlive us by a little (libevent frees them after
 	 * this callback): nothing of theirs may point here any more. */
 	evbuffer_remove_cb(bufferevent_get_input(t->bev), tt_input_drained, t);
+	event_free(t->rd);
 	tls13_conn_free(&t->c);
 	tt_free_ticket(t->ticket);
 	free(t->rx);
@@ -865,8 +960,11 @@ tt_start(void *ctx, struct bufferevent *tcp, char *err, size_t errlen)
 	if ((sock = bufferevent_socket_new(base, fd,
 	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
 		goto oom;
-	fd = -1;
 	t->tcp = sock;
+	if ((t->rd = event_new(base, fd, EV_READ | EV_PERSIST, tt_sock_read,
+	    t)) == NULL)
+		goto oom;
+	fd = -1;
 	/* During the handshake: one record at the limit we ask for (the
 	 * server may ignore it: the buffer grows then) plus room for a
 	 * handshake message that spans records (docs/tls13.md). */
@@ -912,7 +1010,9 @@ tt_start(void *ctx, struct bufferevent *tcp, char *err, size_t errlen)
 	bufferevent_getcb(t->tcp, &t->tcp_read, &t->tcp_write, &t->tcp_event,
 	    &t->tcp_arg);
 	bufferevent_setcb(t->tcp, tt_tcp_read, tt_tcp_write, tt_tcp_event, t);
-	bufferevent_setwatermark(t->tcp, EV_READ, 0, TT_TCP_READ_HIGH);
+	/* The filter turned reading on: we read (tt_sock_read). */
+	bufferevent_disable(t->tcp, EV_READ);
+	(void)event_add(t->rd, NULL);
 	bufferevent_setwatermark(t->tcp, EV_WRITE, TT_TCP_WRITE_LOW,
 	    TT_TCP_WRITE_HIGH);
 	if (evbuffer_add_cb(bufferevent_get_input(t->bev), tt_input_drained,
@@ -937,6 +1037,8 @@ fail:
 	else if (fd >= 0)
 		evutil_closesocket(fd);
 	if (t != NULL) {
+		if (t->rd != NULL)
+			event_free(t->rd);
 		if (t->rx != NULL && t->tx != NULL)
 			tls13_conn_free(&t->c);
 		tt_free_ticket(t->ticket);
@@ -992,15 +1094,13 @@ static void
 tt_park(struct bufferevent *bev)
 {
 	struct tt_conn *t = tt_conn_of(bev);
-	struct timeval tv = { TT_IDLE_KEYS_MS / 1000,
-	    (TT_IDLE_KEYS_MS % 1000) * 1000 };
 
 	if (t == NULL || !t->connected)
 		return;
 	tt_rx_release(t);
 	tt_tx_release(t);
 	t->parked = 1;
-	bufferevent_set_timeouts(t->tcp, &tv, NULL);
+	tt_rd_arm(t);
 }
 
 static void
