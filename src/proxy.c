@@ -86,7 +86,12 @@ struct session {
 	struct config *cfg;             /* reference held */
 	struct upstream **ups;          /* the uplinks of cfg's routes */
 	TAILQ_ENTRY(session) entry;
-	struct bufferevent *se_in;      /* device */
+	struct bufferevent *se_in;      /* device; writes only */
+	struct event *rd;               /* reads the device: dev_sock_read */
+	struct evbuffer_cb_entry *rd_cb;        /* dev_input_changed */
+	unsigned rd_on:1;               /* reading wanted (dev_rd_enable) */
+	unsigned rd_full:1;             /* input at proxy_read_high() */
+	int rd_to;                      /* read timeout, seconds, or 0 */
 	struct upconn *se_out;          /* uplink of this exchange */
 	struct upconn *connecting;      /* uplink being opened */
 	struct event *timer;
@@ -222,6 +227,11 @@ static int session_offline_fallback(struct session *, int, const char *);
 static int session_offline_response(struct session *, int);
 static void session_offline_reset(struct session *);
 static void dev_read(struct bufferevent *, void *);
+static void dev_sock_read(evutil_socket_t, short, void *);
+static void dev_input_changed(struct evbuffer *,
+    const struct evbuffer_cb_info *, void *);
+static void dev_rd_enable(struct session *);
+static void dev_rd_disable(struct session *);
 static void dev_write(struct bufferevent *, void *);
 static void dev_event(struct bufferevent *, short, void *);
 static void up_read(struct bufferevent *, void *);
@@ -535,14 +545,20 @@ proxy_session_start(struct proxy *px, evutil_socket_t fd,
 		session_close(s, NULL);
 		return -1;
 	}
+	/* The bufferevent writes; we read (dev_sock_read).  Writing is
+	 * enabled from the start (libevent's default) and armed when bytes
+	 * are queued; enabling it here would arm it on an empty buffer: two
+	 * epoll_ctl calls and a wake-up per connection. */
+	if ((s->rd = event_new(px->base, fd, EV_READ | EV_PERSIST,
+	    dev_sock_read, s)) == NULL || (s->rd_cb = evbuffer_add_cb(
+	    bufferevent_get_input(s->se_in), dev_input_changed, s)) == NULL) {
+		log_warnx("session %s: out of memory", s->client);
+		session_close(s, NULL);
+		return -1;
+	}
 	bufferevent_setcb(s->se_in, dev_read, dev_write, dev_event, s);
-	bufferevent_setwatermark(s->se_in, EV_READ, 0,
-	    proxy_read_high(s->cfg));
 	session_in_timeouts(s, 0);
-	/* Writing is enabled from the start (libevent's default) and armed
-	 * when bytes are queued; enabling it here would arm it on an empty
-	 * buffer: two epoll_ctl calls and a wake-up per connection. */
-	bufferevent_enable(s->se_in, EV_READ);
+	dev_rd_enable(s);
 	log_debug("session %s: %s", s->client, unparked ? "unparked" :
 	    "accepted");
 	session_txn_reset(s);
@@ -959,6 +975,11 @@ session_free(struct session *s, int parked)
 		metrics_device_closed();
 	if (s->timer != NULL)
 		event_free(s->timer);
+	if (s->rd != NULL)
+		event_free(s->rd);
+	if (s->rd_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_input(s->se_in),
+		    s->rd_cb);
 	if (s->se_in != NULL)
 		bufferevent_free(s->se_in);
 	/* Counts the uplink bytes of the exchange cut short. */
@@ -1175,7 +1196,8 @@ session_park(struct session *s)
 		session_timer_set(s, TIMER_IDLE, (int)left);
 		return;
 	}
-	/* The bufferevent lets go of the socket (and will not close it). */
+	/* The bufferevent lets go of the socket (and will not close it);
+	 * session_free() deletes our read event. */
 	if (bufferevent_setfd(s->se_in, -1) == -1) {
 		session_timer_set(s, TIMER_IDLE, (int)left);
 		return;
@@ -1284,7 +1306,7 @@ session_next(struct session *s)
 {
 	session_take_reload(s);
 	session_in_timeouts(s, 0);
-	bufferevent_enable(s->se_in, EV_READ);
+	dev_rd_enable(s);
 	if (evbuffer_get_length(bufferevent_get_input(s->se_in)) == 0) {
 		session_idle_timer(s);
 		return;
@@ -1316,7 +1338,14 @@ session_in_timeouts(struct session *s, int body)
 		return;
 	s->in_to_mode = body + 1;
 	s->in_to_secs = s->cfg->idle_timeout;
-	bufferevent_set_timeouts(s->se_in, body ? &tv : NULL, &tv);
+	bufferevent_set_timeouts(s->se_in, NULL, &tv);
+	s->rd_to = body ? s->cfg->idle_timeout : 0;
+	if (s->rd != NULL && event_pending(s->rd, EV_READ, NULL)) {
+		if (s->rd_to != 0)
+			(void)event_add(s->rd, &tv);
+		else
+			(void)event_remove_timer(s->rd);
+	}
 }
 
 static void
@@ -1389,7 +1418,7 @@ session_linger(struct session *s)
 {
 	(void)shutdown(bufferevent_getfd(s->se_in), SHUT_WR);
 	session_in_timeouts(s, 0);
-	bufferevent_enable(s->se_in, EV_READ);
+	dev_rd_enable(s);
 	evbuffer_drain(bufferevent_get_input(s->se_in),
 	    evbuffer_get_length(bufferevent_get_input(s->se_in)));
 	session_timer_set(s, TIMER_LINGER, PROXY_LINGER);
@@ -1820,7 +1849,7 @@ session_pump_request(struct session *s)
 	while (s->req == REQ_BODY) {
 		if (out != NULL && evbuffer_get_length(out) >= PROXY_BUF_HIGH) {
 			/* le-proxy: stop reading until the uplink drains. */
-			bufferevent_disable(s->se_in, EV_READ);
+			dev_rd_disable(s);
 			bufferevent_setwatermark(upstream_bev(s->se_out),
 			    EV_WRITE, PROXY_BUF_HIGH / 2, 0);
 			return;
@@ -2487,6 +2516,110 @@ session_offline_reset(struct session *s)
 
 /* ---- device side callbacks ---- */
 
+/*
+ * The device's socket is read here, not by its bufferevent: libevent's
+ * read asks the kernel how many bytes wait (ioctl FIONREAD) before every
+ * read, a system call per request.  The rest is what the bufferevent did:
+ * reading is on or off (dev_rd_enable/disable), stops at the read
+ * watermark proxy_read_high() until the input drains, has a timeout that
+ * activity restarts (session_in_timeouts), and reports an EOF, an error or
+ * a timeout to dev_event() after turning itself off; a later
+ * dev_rd_enable() reads again, and sees the same EOF again.
+ */
+static void
+dev_rd_arm(struct session *s)
+{
+	struct timeval tv = { s->rd_to, 0 };
+
+	if (s->rd != NULL && s->rd_on && !s->rd_full)
+		(void)event_add(s->rd, s->rd_to != 0 ? &tv : NULL);
+}
+
+/* Turns reading on (again), restarting the read timeout. */
+static void
+dev_rd_enable(struct session *s)
+{
+	s->rd_on = 1;
+	dev_rd_arm(s);
+}
+
+static void
+dev_rd_disable(struct session *s)
+{
+	s->rd_on = 0;
+	if (s->rd != NULL)
+		(void)event_del(s->rd);
+}
+
+/* The input went under the watermark: read again. */
+static void
+dev_input_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct session *s = arg;
+
+	if (s->rd_full && info->n_deleted > 0 &&
+	    evbuffer_get_length(buf) < proxy_read_high(s->cfg)) {
+		s->rd_full = 0;
+		dev_rd_arm(s);
+	}
+}
+
+static void
+dev_sock_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(s->se_in);
+	struct evbuffer_iovec v;
+	size_t len, want, high = proxy_read_high(s->cfg);
+	ssize_t n;
+	int saved;
+
+	if (what & EV_TIMEOUT) {
+		dev_rd_disable(s);
+		dev_event(s->se_in, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, s);
+		return;
+	}
+	len = evbuffer_get_length(in);
+	if (len >= high) {
+		s->rd_full = 1;
+		(void)event_del(s->rd);
+		return;
+	}
+	want = high - len;
+	if (want > PROXY_READ_MAX)
+		want = PROXY_READ_MAX;
+	/* A socket bufferevent keeps the end of its input frozen but for
+	 * its own reads. */
+	evbuffer_unfreeze(in, 0);
+	if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) < 1) {
+		evbuffer_freeze(in, 0);
+		dev_rd_disable(s);
+		errno = ENOMEM;
+		dev_event(s->se_in, BEV_EVENT_READING | BEV_EVENT_ERROR, s);
+		return;
+	}
+	if (v.iov_len > want)
+		v.iov_len = want;
+	do
+		n = read(fd, v.iov_base, v.iov_len);
+	while (n == -1 && errno == EINTR);
+	saved = errno;
+	v.iov_len = n > 0 ? (size_t)n : 0;
+	evbuffer_commit_space(in, &v, 1);
+	evbuffer_freeze(in, 0);
+	if (n > 0) {
+		dev_read(s->se_in, s);
+		return;
+	}
+	if (n == -1 && (saved == EAGAIN || saved == EWOULDBLOCK))
+		return;
+	dev_rd_disable(s);
+	errno = n == 0 ? 0 : saved;
+	dev_event(s->se_in, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF :
+	    BEV_EVENT_ERROR), s);
+}
+
 static void
 dev_read(struct bufferevent *bev, void *arg)
 {
@@ -2586,7 +2719,7 @@ up_write(struct bufferevent *bev, void *arg)
 	if (s->req == REQ_BODY) {
 		/* The uplink drained: read the device again. */
 		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		bufferevent_enable(s->se_in, EV_READ);
+		dev_rd_enable(s);
 		session_pump_request(s);
 	}
 }
