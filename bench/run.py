@@ -149,7 +149,12 @@ def proc_children(pid):
 
 def proc_cpu(pids):
     """utime + stime in seconds, summed over pids (all their threads)."""
-    ticks = 0
+    return sum(proc_cpu_split(pids))
+
+
+def proc_cpu_split(pids):
+    """(utime, stime) in seconds, summed over pids (all their threads)."""
+    user = system = 0
     for p in pids:
         try:
             with open("/proc/%d/stat" % p) as f:
@@ -157,8 +162,9 @@ def proc_cpu(pids):
         except OSError:
             continue
         fields = st[st.rindex(")") + 2:].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLK_TCK
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
 
 
 def proc_rss_kib(pids):
@@ -547,9 +553,10 @@ def wrk(port, tag, seconds, close, conns=None):
 
 def load_phase(w, gw, tag, close):
     pids, upids = gw.pids(), w.upstream_pids()
-    c0, u0, t0 = proc_cpu(pids), proc_cpu(upids), time.monotonic()
+    s0, u0, t0 = proc_cpu_split(pids), proc_cpu(upids), time.monotonic()
     res, argv = wrk(gw.port, tag, SECONDS, close)
-    c1, u1, t1 = proc_cpu(pids), proc_cpu(upids), time.monotonic()
+    s1, u1, t1 = proc_cpu_split(pids), proc_cpu(upids), time.monotonic()
+    c0, c1 = sum(s0), sum(s1)
     if gw.proc.poll() is not None:
         raise RuntimeError("%s died during %s: %s" % (gw.label, tag,
                                                       gw.stderr_tail()))
@@ -568,6 +575,7 @@ def load_phase(w, gw, tag, close):
         "cpu_s": c1 - c0,
         "cpu_util": (c1 - c0) / (t1 - t0),
         "cpu_s_per_10k": (c1 - c0) * 10000.0 / n if n else None,
+        "user_s_per_10k": (s1[0] - s0[0]) * 10000.0 / n if n else None,
         "upstream_cpu_s_per_10k": (u1 - u0) * 10000.0 / n if n else None,
         "wrk": res,
     }
