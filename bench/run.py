@@ -167,6 +167,26 @@ def proc_cpu_split(pids):
     return user / CLK_TCK, system / CLK_TCK
 
 
+def proc_wakeups(pids):
+    """Voluntary context switches (the process went to sleep waiting for
+    events), summed over every thread of pids."""
+    n = 0
+    for p in pids:
+        try:
+            tasks = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open("/proc/%d/task/%s/status" % (p, t)) as f:
+                    for ln in f:
+                        if ln.startswith("voluntary_ctxt_switches:"):
+                            n += int(ln.split()[1])
+            except OSError:
+                continue
+    return n
+
+
 def proc_rss_kib(pids):
     total = 0
     for p in pids:
@@ -554,8 +574,10 @@ def wrk(port, tag, seconds, close, conns=None):
 def load_phase(w, gw, tag, close):
     pids, upids = gw.pids(), w.upstream_pids()
     s0, u0, t0 = proc_cpu_split(pids), proc_cpu(upids), time.monotonic()
+    w0 = proc_wakeups(pids)
     res, argv = wrk(gw.port, tag, SECONDS, close)
     s1, u1, t1 = proc_cpu_split(pids), proc_cpu(upids), time.monotonic()
+    w1 = proc_wakeups(pids)
     c0, c1 = sum(s0), sum(s1)
     if gw.proc.poll() is not None:
         raise RuntimeError("%s died during %s: %s" % (gw.label, tag,
@@ -576,6 +598,7 @@ def load_phase(w, gw, tag, close):
         "cpu_util": (c1 - c0) / (t1 - t0),
         "cpu_s_per_10k": (c1 - c0) * 10000.0 / n if n else None,
         "user_s_per_10k": (s1[0] - s0[0]) * 10000.0 / n if n else None,
+        "sleeps_per_req": (w1 - w0) / float(n) if n else None,
         "upstream_cpu_s_per_10k": (u1 - u0) * 10000.0 / n if n else None,
         "wrk": res,
     }
