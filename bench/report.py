@@ -86,26 +86,27 @@ class Results:
 
 def table_phase(R, ph):
     out = ["| gateway | requests/s | p50 ms | p99 ms | gateway CPU s / 10k req "
-           "| of which user space | gateway core busy | TLS handshakes / 1k req "
-           "| upstream CPU s / 10k req | errors |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| of which user space | gateway core busy | gateway sleeps / req "
+           "| TLS handshakes / 1k req | upstream CPU s / 10k req | errors |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for gid in R.order:
         rec = R.g[gid]
         if rec.get("reason"):
-            out.append("| %s | %s |  |  |  |  |  |  |  |  |" % (R.label(gid), rec["reason"]))
+            out.append("| %s | %s |  |  |  |  |  |  |  |  |  |" % (R.label(gid), rec["reason"]))
             continue
         if not rec["runs"]:
-            out.append("| %s | failed: %s |  |  |  |  |  |  |  |  |" % (
+            out.append("| %s | failed: %s |  |  |  |  |  |  |  |  |  |" % (
                 R.label(gid), "; ".join(rec["failures"])[:200]))
             continue
         errs = sum(r[ph]["errors"] for r in rec["runs"])
         util = R.phase(gid, ph, "cpu_util")
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
             R.label(gid), cell(R.phase(gid, ph, "rps"), 0),
             cell(R.phase(gid, ph, "p50_ms"), 2), cell(R.phase(gid, ph, "p99_ms"), 1),
             cell(R.phase(gid, ph, "cpu_s_per_10k"), 2),
             cell(R.phase(gid, ph, "user_s_per_10k"), 2),
             "%d %%" % round(100 * util[0]) if util else "–",
+            cell(R.phase(gid, ph, "sleeps_per_req"), 2, False),
             cell(R.phase(gid, ph, "handshakes_per_1000"), 1),
             cell(R.phase(gid, ph, "upstream_cpu_s_per_10k"), 2), errs))
     return out
