@@ -37,6 +37,7 @@
 #include "offline.h"
 #include "park.h"
 #include "proxy.h"
+#include "sockread.h"
 #include "transport.h"
 #include "upstream.h"
 
@@ -2570,10 +2571,8 @@ dev_sock_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(s->se_in);
-	struct evbuffer_iovec v;
 	size_t len, want, high = proxy_read_high(s->cfg);
 	ssize_t n;
-	int saved;
 
 	if (what & EV_TIMEOUT) {
 		dev_rd_disable(s);
@@ -2587,35 +2586,16 @@ dev_sock_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	want = high - len;
-	if (want > PROXY_READ_MAX)
-		want = PROXY_READ_MAX;
-	/* A socket bufferevent keeps the end of its input frozen but for
-	 * its own reads. */
-	evbuffer_unfreeze(in, 0);
-	if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) < 1) {
-		evbuffer_freeze(in, 0);
-		dev_rd_disable(s);
-		errno = ENOMEM;
-		dev_event(s->se_in, BEV_EVENT_READING | BEV_EVENT_ERROR, s);
-		return;
-	}
-	if (v.iov_len > want)
-		v.iov_len = want;
-	do
-		n = read(fd, v.iov_base, v.iov_len);
-	while (n == -1 && errno == EINTR);
-	saved = errno;
-	v.iov_len = n > 0 ? (size_t)n : 0;
-	evbuffer_commit_space(in, &v, 1);
-	evbuffer_freeze(in, 0);
-	if (n > 0) {
+	if ((n = sockread(fd, in, want < PROXY_READ_MAX ? want :
+	    PROXY_READ_MAX)) > 0) {
 		dev_read(s->se_in, s);
 		return;
 	}
-	if (n == -1 && (saved == EAGAIN || saved == EWOULDBLOCK))
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return;
 	dev_rd_disable(s);
-	errno = n == 0 ? 0 : saved;
+	if (n == 0)
+		errno = 0;
 	dev_event(s->se_in, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF :
 	    BEV_EVENT_ERROR), s);
 }

@@ -56,6 +56,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "sockread.h"
 #include "tls13/tls13.h"
 #include "transport.h"
 
@@ -564,11 +565,9 @@ tt_sock_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct tt_conn *t = arg;
 	struct evbuffer *in = bufferevent_get_input(t->tcp);
-	struct evbuffer_iovec v;
 	bufferevent_data_cb rcb;
 	size_t len, want;
 	ssize_t n;
-	int saved;
 
 	/* libevent frees the filter, and with it us, from the event loop
 	 * after upstream.c let it go; its callbacks are gone already. */
@@ -592,35 +591,18 @@ tt_sock_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	want = TT_TCP_READ_HIGH - len;
-	if (want > TT_TCP_READ_MAX)
-		want = TT_TCP_READ_MAX;
-	/* A socket bufferevent keeps the end of its input frozen but for
-	 * its own reads. */
-	evbuffer_unfreeze(in, 0);
-	if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) < 1) {
-		evbuffer_freeze(in, 0);
-		tt_fail(t, TLS13_ALERT_INTERNAL_ERROR);
-		return;
-	}
-	if (v.iov_len > want)
-		v.iov_len = want;
-	do
-		n = read(fd, v.iov_base, v.iov_len);
-	while (n == -1 && errno == EINTR);
-	v.iov_len = n > 0 ? (size_t)n : 0;
-	evbuffer_commit_space(in, &v, 1);
-	evbuffer_freeze(in, 0);
-	if (n > 0) {
+	if ((n = sockread(fd, in, want < TT_TCP_READ_MAX ? want :
+	    TT_TCP_READ_MAX)) > 0) {
 		tt_tcp_read(t->tcp, t);
 		return;
 	}
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return;
 	t->rd_eof = 1;
-	saved = errno;
+	/* tt_error() reports errno. */
+	if (n == 0)
+		errno = 0;
 	(void)event_del(t->rd);
-	/* tt_error() reports it. */
-	errno = n == 0 ? 0 : saved;
 	tt_tcp_event(t->tcp, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF :
 	    BEV_EVENT_ERROR), t);
 }
