@@ -202,6 +202,47 @@ def paired(R, t, p, ph, key):
     return spread(v)
 
 
+def side_ratio(R, t, ph):
+    """(median, min, max) over the side-by-side rounds of t's CPU per
+    request ÷ HAProxy `always`'s in the same round, or None."""
+    v = []
+    for rnd in R.doc.get("side") or []:
+        row = rnd.get(ph, {})
+        a, b = row.get(t, {}), row.get("haproxy", {})
+        if a.get("cpu_s_per_10k") and b.get("cpu_s_per_10k"):
+            v.append(a["cpu_s_per_10k"] / b["cpu_s_per_10k"])
+    return spread(v)
+
+
+def table_side(R):
+    rounds = R.doc.get("side") or []
+    if not rounds:
+        return ["Not run (BENCH_SIDE=0, or tlsgate or HAProxy missing)."]
+    ids = [g for g in ("tlsgate", "tlsgate-builtin", "haproxy")
+           if any(g in r.get("ka", {}) for r in rounds)]
+    out = ["| round | load | " + " | ".join(
+        "%s: CPU s / 10k req (requests)" % R.label(g) for g in ids) + " | " +
+        " | ".join("%s ÷ HAProxy" % SHORT[g] for g in ids if g != "haproxy")
+        + " |", "|---|---|" + "---:|" * (2 * len(ids) - 1)]
+    for r in rounds:
+        for ph, name in (("ka", "keep-alive"), ("new", "new connection")):
+            row = r.get(ph, {})
+            cells = []
+            for g in ids:
+                x = row.get(g)
+                cells.append("–" if not x else "%s (%s)" % (
+                    fmt(x["cpu_s_per_10k"], 2), fmt(x["requests"], 0)))
+            for g in ids:
+                if g == "haproxy":
+                    continue
+                a, b = row.get(g), row.get("haproxy")
+                cells.append("–" if not (a and b and b["cpu_s_per_10k"])
+                             else rfmt(a["cpu_s_per_10k"] / b["cpu_s_per_10k"]))
+            out.append("| %d | %s | %s |" % (r["round"] + 1, name,
+                                              " | ".join(cells)))
+    return out
+
+
 def goals(R):
     """The issue's goals as a table: one row per goal, one column per pair
     of tlsgate route and HAProxy configuration."""
@@ -215,6 +256,8 @@ def goals(R):
                      ph + ".cpu_s_per_10k", lambda x: x <= 0.8))
         rows.append(("same, ratio within each repeat: median (min–max)",
                      ("paired", ph, "cpu_s_per_10k"), lambda x: x <= 0.8))
+        rows.append(("same, loaded at once on one core (side by side): "
+                     "median (min–max)", ("side", ph), lambda x: x <= 0.8))
         rows.append(("requests/s ≥ 1×, %s" % name, ph + ".rps",
                      lambda x: x >= 1.0))
         rows.append(("p99 ≤ 1×, %s" % name, ph + ".p99_ms",
@@ -229,7 +272,10 @@ def goals(R):
         cells = []
         for t, p in pairs:
             if isinstance(key, tuple):
-                sp = paired(R, t, p, key[1], key[2])
+                if key[0] == "side":
+                    sp = side_ratio(R, t, key[1]) if p == "haproxy" else None
+                else:
+                    sp = paired(R, t, p, key[1], key[2])
                 cells.append("–" if sp is None else "%s (%.2f–%.2f) %s" % (
                     rfmt(sp[0]), sp[1], sp[2],
                     "met" if good(sp[0]) else "**not met**"))
@@ -281,6 +327,16 @@ def results_block(R, png_rel):
         "### Ratios",
         "",
     ] + table_ratios(R) + [
+        "",
+        "### Side by side on one core",
+        "",
+        "tlsgate's two routes and HAProxy (http-reuse always) loaded at "
+        "once, each by a wrk of its own with a third of the connections, "
+        "all three pinned to the gateway CPU, %d s per load; each round "
+        "starts them afresh.  They share the core and whatever the host "
+        "does to it at the same moments." % s["seconds"],
+        "",
+    ] + table_side(R) + [
         "",
         "### Goals (issue: CPU per request ≤ 0.8× HAProxy's, requests/s ≥, "
         "p99 ≤, RSS per idle connection ≤ 0.25×)",

@@ -21,6 +21,11 @@ measuring requests/s, latency p50/p99 (wrk), gateway CPU seconds from
 /proc/PID/stat (utime + stime of every gateway process) and TLS handshakes
 from the upstream's log of first requests per connection.
 
+Side by side (BENCH_SIDE rounds): tlsgate's two routes and HAProxy
+(http-reuse always) loaded at once, each by its own wrk, all pinned to the
+gateway CPU, keep-alive then new connections: CPU per request of each,
+under the same host conditions at the same moments.
+
 Once per gateway, on a fresh instance:
   bytes   BENCH_BYTES_N sequential requests on one device connection, then
           BENCH_BYTES_N each on a new device connection, with tcpdump on lo
@@ -40,7 +45,8 @@ Environment: TLSGATE (daemon, default ./tlsgate), BENCH_OUT, BENCH_SECONDS
 (5), BENCH_REPEATS (3), BENCH_CONNS (32), BENCH_IDLE (1000), BENCH_BYTES_N
 (500), BENCH_ONLY (comma-separated gateway ids: tlsgate, tlsgate-builtin,
 haproxy, haproxy-safe, nginx, stunnel), BENCH_PROFILE and BENCH_FIXED (0 =
-skip the profile, or the bytes, system call and idle phases), BENCH_KEEP=1
+skip the profile, or the bytes, system call and idle phases), BENCH_SIDE
+(3 rounds; 0 = skip the side-by-side phase), BENCH_KEEP=1
 (keep the work directory with every config and log).
 """
 
@@ -87,6 +93,10 @@ IDLE_SETTLE = 4.0
 BYTES_N = env_int("BENCH_BYTES_N", 500, 1, 100000)
 PROFILE = env_int("BENCH_PROFILE", 1, 0, 1)
 FIXED = env_int("BENCH_FIXED", 1, 0, 1)
+# Rounds of the side-by-side phase (0: none).
+SIDE = env_int("BENCH_SIDE", 3, 0, 50)
+# The gateways it loads at once.
+SIDE_IDS = ("tlsgate", "tlsgate-builtin", "haproxy")
 WARM_SECONDS = 1
 PROFILE_SECONDS = max(2, min(SECONDS, 5))
 # Seconds a gateway or the upstream has to start listening.
@@ -555,20 +565,35 @@ class World:
 # ---------------------------------------------------------------------------
 # Load phases
 
-def wrk(port, tag, seconds, close, conns=None):
+def wrk_start(port, tag, seconds, close, conns=None):
+    """Starts wrk; wrk_result() waits for it."""
     url = "http://127.0.0.1:%d/v1/telemetry?t=%s" % (port, tag)
     argv = ["wrk", "-t1", "-c%d" % (conns or CONNS), "-d%ds" % seconds,
             "--timeout", "5s", "-s", os.path.join(HERE, "device.lua"), url]
     env = dict(os.environ, BENCH_CLOSE="1" if close else "0")
-    r = subprocess.run(pinned(LOAD_CPUS, argv), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, env=env,
-                       timeout=seconds + 60)
-    text = r.stdout.decode(errors="replace")
+    p = subprocess.Popen(pinned(LOAD_CPUS, argv), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=env)
+    return p, argv, seconds
+
+
+def wrk_result(started):
+    p, argv, seconds = started
+    try:
+        out, _ = p.communicate(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    text = out.decode(errors="replace")
     for ln in text.splitlines():
         if ln.startswith("BENCH "):
             return json.loads(ln[6:]), argv
     raise RuntimeError("wrk printed no result (exit %d): %s"
-                       % (r.returncode, text[-500:]))
+                       % (p.returncode, text[-500:]))
+
+
+def wrk(port, tag, seconds, close, conns=None):
+    return wrk_result(wrk_start(port, tag, seconds, close, conns))
 
 
 def load_phase(w, gw, tag, close):
@@ -649,6 +674,60 @@ def run_repeats(w, gateways, results):
                 log("%s: repeat %d failed: %s" % (gw.id, rep, e))
             finally:
                 gw.stop()
+
+
+def side_phase(w, gateways, results):
+    """tlsgate's routes and HAProxy `always` loaded at once, each by a wrk
+    of its own with CONNS / 3 connections, all pinned to the gateway CPU:
+    a slower host then slows them at the same moments, and the ratio of
+    their CPU per request is steadier than between phases that ran one
+    after the other.  Each round starts them afresh; keep-alive, then a
+    new connection per request."""
+    gws = [g for g in gateways if g.id in SIDE_IDS
+           and not results[g.id].get("reason")]
+    if len(gws) < 2 or "haproxy" not in [g.id for g in gws]:
+        return []
+    conns = max(1, CONNS // len(gws))
+    rounds = []
+    for rnd in range(SIDE):
+        started = []
+        try:
+            for g in gws:
+                g.start("side%d" % rnd)
+                started.append(g)
+            warm = [wrk_start(g.port, "%s.side%d.warm" % (g.id, rnd),
+                              WARM_SECONDS, False, conns) for g in gws]
+            for x in warm:
+                wrk_result(x)
+            row = {"round": rnd}
+            for ph, close in (("ka", False), ("new", True)):
+                c0 = [proc_cpu_split(g.pids()) for g in gws]
+                runs = [wrk_start(g.port, "%s.side%d.%s" % (g.id, rnd, ph),
+                                  SECONDS, close, conns) for g in gws]
+                res = [wrk_result(x)[0] for x in runs]
+                c1 = [proc_cpu_split(g.pids()) for g in gws]
+                row[ph] = {}
+                for g, a, b, r in zip(gws, c0, c1, res):
+                    n = r["requests"]
+                    row[ph][g.id] = {
+                        "requests": n,
+                        "errors": sum(r[k] for k in r if k.startswith("err_")),
+                        "cpu_s_per_10k": (sum(b) - sum(a)) * 10000.0 / n
+                        if n else None,
+                        "user_s_per_10k": (b[0] - a[0]) * 10000.0 / n
+                        if n else None,
+                    }
+                log("side by side, round %d %-3s %s" % (rnd, ph, "  ".join(
+                    "%s %.2f s/10k (%d req)" % (gid, v["cpu_s_per_10k"] or 0,
+                                                v["requests"])
+                    for gid, v in row[ph].items())))
+            rounds.append(row)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            log("side by side, round %d failed: %s" % (rnd, e))
+        finally:
+            for g in started:
+                g.stop()
+    return rounds
 
 
 # ---------------------------------------------------------------------------
@@ -1161,6 +1240,7 @@ def main():
         "settings": {"seconds": SECONDS, "repeats": REPEATS, "conns": CONNS,
                      "idle": IDLE, "bytes_n": BYTES_N,
                      "gateway_cpus": GW_CPUS, "load_cpus": LOAD_CPUS,
+                     "side_rounds": SIDE,
                      "warm_seconds": WARM_SECONDS},
         "loadavg_start": loadavg(),
     }
@@ -1169,10 +1249,12 @@ def main():
             GW_CPUS, LOAD_CPUS, SECONDS, REPEATS, CONNS,
             " ".join(meta["loadavg_start"])))
     prof = None
+    side = []
     try:
         w.start_upstream()
         verify_all(w, gateways, results)
         run_repeats(w, gateways, results)
+        side = side_phase(w, gateways, results) if SIDE else []
         if FIXED:
             fixed_phases(w, gateways, results)
         tg = next((g for g in gateways if g.id == "tlsgate"), None)
@@ -1225,7 +1307,7 @@ def main():
                             if getattr(g, "load_argv", None)}
     meta["commands"] = {k: v.replace(w.dir, "$W") for k, v in w.commands.items()}
     doc = {"meta": meta, "gateways": results, "profile": prof,
-           "order": [g.id for g in gateways]}
+           "order": [g.id for g in gateways], "side": side}
     path = os.path.join(OUT, "results.json")
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
