@@ -202,15 +202,15 @@ def paired(R, t, p, ph, key):
     return spread(v)
 
 
-def side_ratio(R, t, ph):
-    """(median, min, max) over the side-by-side rounds of t's CPU per
-    request ÷ HAProxy `always`'s in the same round, or None."""
+def side_ratio(R, t, ph, key="cpu_s_per_10k"):
+    """(median, min, max) over the side-by-side rounds of t's figure
+    ÷ HAProxy `always`'s in the same round, or None."""
     v = []
     for rnd in R.doc.get("side") or []:
         row = rnd.get(ph, {})
         a, b = row.get(t, {}), row.get("haproxy", {})
-        if a.get("cpu_s_per_10k") and b.get("cpu_s_per_10k"):
-            v.append(a["cpu_s_per_10k"] / b["cpu_s_per_10k"])
+        if a.get(key) and b.get(key):
+            v.append(a[key] / b[key])
     return spread(v)
 
 
@@ -221,7 +221,7 @@ def table_side(R):
     ids = [g for g in ("tlsgate", "tlsgate-builtin", "haproxy")
            if any(g in r.get("ka", {}) for r in rounds)]
     out = ["| round | load | " + " | ".join(
-        "%s: CPU s / 10k req (requests)" % R.label(g) for g in ids) + " | " +
+        "%s: CPU s / 10k req (requests, p99)" % R.label(g) for g in ids) + " | " +
         " | ".join("%s ÷ HAProxy" % SHORT[g] for g in ids if g != "haproxy")
         + " |", "|---|---|" + "---:|" * (2 * len(ids) - 1)]
     for r in rounds:
@@ -230,8 +230,9 @@ def table_side(R):
             cells = []
             for g in ids:
                 x = row.get(g)
-                cells.append("–" if not x else "%s (%s)" % (
-                    fmt(x["cpu_s_per_10k"], 2), fmt(x["requests"], 0)))
+                cells.append("–" if not x else "%s (%s, p99 %s ms)" % (
+                    fmt(x["cpu_s_per_10k"], 2), fmt(x["requests"], 0),
+                    fmt(x.get("p99_ms"), 1)))
             for g in ids:
                 if g == "haproxy":
                     continue
@@ -260,7 +261,11 @@ def goals(R):
                      "median (min–max)", ("side", ph), lambda x: x <= 0.8))
         rows.append(("requests/s ≥ 1×, %s" % name, ph + ".rps",
                      lambda x: x >= 1.0))
+        rows.append(("same, side by side (requests in the same seconds)",
+                     ("side", ph, "requests"), lambda x: x >= 1.0))
         rows.append(("p99 ≤ 1×, %s" % name, ph + ".p99_ms",
+                     lambda x: x <= 1.0))
+        rows.append(("same, side by side", ("side", ph, "p99_ms"),
                      lambda x: x <= 1.0))
     rows.append(("RSS per idle device connection ≤ 0.25×", "idle",
                  lambda x: x <= 0.25))
@@ -273,7 +278,8 @@ def goals(R):
         for t, p in pairs:
             if isinstance(key, tuple):
                 if key[0] == "side":
-                    sp = side_ratio(R, t, key[1]) if p == "haproxy" else None
+                    sp = side_ratio(R, t, key[1], *key[2:]) \
+                        if p == "haproxy" else None
                 else:
                     sp = paired(R, t, p, key[1], key[2])
                 cells.append("–" if sp is None else "%s (%.2f–%.2f) %s" % (

@@ -711,6 +711,7 @@ def side_phase(w, gateways, results):
                     n = r["requests"]
                     row[ph][g.id] = {
                         "requests": n,
+                        "p99_ms": r["p99_us"] / 1000.0,
                         "errors": sum(r[k] for k in r if k.startswith("err_")),
                         "cpu_s_per_10k": (sum(b) - sum(a)) * 10000.0 / n
                         if n else None,
