@@ -1,5 +1,5 @@
 # `make bench`: tlsgate side by side with HAProxy, nginx and stunnel on
-# loopback (bench/run.py, about 5 minutes), then the tables and the plot in
+# loopback (bench/run.py, about 6 minutes), then the tables and the plot in
 # docs/performance.md and docs/bench.png (bench/report.py), then the
 # uplink-bytes bench of mk/bench.mk when that target exists.  Settings:
 # BENCH_SECONDS, BENCH_REPEATS, BENCH_CONNS, BENCH_IDLE, BENCH_BYTES_N,
