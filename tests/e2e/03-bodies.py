@@ -7,6 +7,7 @@ body (RFC 9112 §6.3), 1xx from upstream, Expect: 100-continue (RFC 9110
 
 import os
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True      # no __pycache__ in the tree
@@ -59,6 +60,30 @@ def test_content_length_bodies():
                  "Content-Length: 0")
         expect_eq(r.status, 200, "empty POST")
         expect_eq(r.body.decode(), "%s 0" % sha256(b""), "empty body upstream")
+
+
+def test_upload_sent_before_the_uplink_is_up():
+    """The first request of a fresh gateway is an 80 KiB upload sent in one
+    go: the device side stops reading at its read watermark (64 KiB) while
+    the uplink connects, and must read the rest once the body moves on."""
+    body = bytes(range(256)) * 320
+    with World() as w:
+        up = w.upstream(respond=echo_sha)
+        gw = w.gateway([("r", route(up, w.pki))],
+                       gateway={"max_body_size": 0})
+        s = connect(gw.port)
+        data = (b"POST /first HTTP/1.1\r\nHost: d\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        sender = threading.Thread(target=s.sendall, args=(data,))
+        sender.start()
+        try:
+            resp = read_response(Reader(s), "POST")
+        finally:
+            sender.join(timeout=30)
+            s.close()
+        expect_eq((resp.status, resp.body.decode()),
+                  (200, "%s %d" % (sha256(body), len(body))),
+                  "80 KiB upload as the first request")
 
 
 def test_chunked_request_bodies():

@@ -142,6 +142,38 @@ def test_pipelining_in_order():
         expect_eq(got, want, "pipelined responses")
 
 
+def test_pipelining_past_read_watermark():
+    """More pipelined requests than the device-side read watermark (64 KiB)
+    holds, while the first waits for a slow upstream: reading stops at the
+    watermark and must start again as the requests are answered, or the
+    rest would never be read."""
+    n, pad = 700, b"p" * 120
+    def respond(q):
+        return Response(body=q.target.encode(),
+                        delay=0.5 if q.target == "/w/0" else 0)
+    with World() as w:
+        up = w.upstream(respond=respond)
+        gw = w.gateway([("r", route(up, w.pki))])
+        s = connect(gw.port)
+        data = b"".join(b"GET /w/%d HTTP/1.1\r\nHost: d\r\nX-Pad: %s\r\n\r\n"
+                        % (i, pad) for i in range(n))
+        expect(len(data) > 64 * 1024, "%d bytes pipelined" % len(data))
+        sender = threading.Thread(target=s.sendall, args=(data,))
+        sender.start()
+        try:
+            rd = Reader(s)
+            for i in range(n):
+                resp = read_response(rd, "GET")
+                expect_eq((resp.status, resp.body),
+                          (200, ("/w/%d" % i).encode()),
+                          "pipelined response %d" % i)
+        finally:
+            sender.join(timeout=30)
+            s.close()
+        say("  %d pipelined requests (%d bytes) answered in order"
+            % (n, len(data)))
+
+
 def test_idle_device_connection_closed():
     with World() as w:
         up = w.upstream()

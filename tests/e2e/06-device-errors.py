@@ -139,6 +139,34 @@ def test_head_too_slow_408():
                "silent connection: %r" % resp)
 
 
+def test_body_stalls_408():
+    """A body that stops arriving: after idle_timeout without a byte the
+    device gets 408 (RFC 9110 §15.5.9) and the connection is closed; a
+    body that keeps trickling in within the limit is not cut off."""
+    with World() as w:
+        up = w.upstream()
+        gw = w.gateway([("r", route(up, w.pki))],
+                       gateway={"idle_timeout": 1})
+        t = time.monotonic()
+        expect_error(gw, b"POST /stall HTTP/1.1\r\nHost: d\r\n"
+                     b"Content-Length: 100\r\n\r\n0123456789", 408,
+                     "stalled body")
+        dt = time.monotonic() - t
+        expect(dt < 4, "stalled body: 408 after %.1fs (idle_timeout 1)" % dt)
+        # 15 bytes, one every 0.3 s: 4.5 s in all, never 1 s silent.
+        s = connect(gw.port)
+        try:
+            s.sendall(b"POST /slow HTTP/1.1\r\nHost: d\r\n"
+                      b"Content-Length: 15\r\n\r\n")
+            for _ in range(15):
+                time.sleep(0.3)
+                s.sendall(b"x")
+            resp = read_response(Reader(s), "POST")
+        finally:
+            s.close()
+        expect_eq(resp.status, 200, "slow body within idle_timeout")
+
+
 def test_body_too_large_413():
     with World() as w:
         up = w.upstream()
