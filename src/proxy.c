@@ -231,6 +231,7 @@ static void dev_read(struct bufferevent *, void *);
 static void dev_sock_read(evutil_socket_t, short, void *);
 static void dev_input_changed(struct evbuffer *,
     const struct evbuffer_cb_info *, void *);
+static void dev_rd_arm(struct session *);
 static void dev_rd_enable(struct session *);
 static void dev_rd_disable(struct session *);
 static void dev_write(struct bufferevent *, void *);
@@ -1341,12 +1342,10 @@ session_in_timeouts(struct session *s, int body)
 	s->in_to_secs = s->cfg->idle_timeout;
 	bufferevent_set_timeouts(s->se_in, NULL, &tv);
 	s->rd_to = body ? s->cfg->idle_timeout : 0;
-	if (s->rd != NULL && event_pending(s->rd, EV_READ, NULL)) {
-		if (s->rd_to != 0)
-			(void)event_add(s->rd, &tv);
-		else
-			(void)event_remove_timer(s->rd);
-	}
+	if (s->rd_to != 0)
+		dev_rd_arm(s);
+	else if (s->rd != NULL)
+		(void)event_remove_timer(s->rd);
 }
 
 static void
@@ -2570,8 +2569,6 @@ static void
 dev_sock_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
-	struct evbuffer *in = bufferevent_get_input(s->se_in);
-	size_t len, want, high = proxy_read_high(s->cfg);
 	ssize_t n;
 
 	if (what & EV_TIMEOUT) {
@@ -2579,16 +2576,15 @@ dev_sock_read(evutil_socket_t fd, short what, void *arg)
 		dev_event(s->se_in, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, s);
 		return;
 	}
-	len = evbuffer_get_length(in);
-	if (len >= high) {
-		s->rd_full = 1;
-		(void)event_del(s->rd);
+	if ((n = sockread(fd, bufferevent_get_input(s->se_in),
+	    proxy_read_high(s->cfg))) > 0) {
+		dev_read(s->se_in, s);
 		return;
 	}
-	want = high - len;
-	if ((n = sockread(fd, in, want < PROXY_READ_MAX ? want :
-	    PROXY_READ_MAX)) > 0) {
-		dev_read(s->se_in, s);
+	if (n == -1 && errno == ENOBUFS) {
+		/* dev_input_changed() reads again once it drained. */
+		s->rd_full = 1;
+		(void)event_del(s->rd);
 		return;
 	}
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))

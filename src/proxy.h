@@ -30,8 +30,6 @@ struct route;
  * Also the read watermark of each side, so every buffer is bounded.
  */
 #define PROXY_BUF_HIGH (64 * 1024)
-/* The most one read from a device takes (as libevent's own reads). */
-#define PROXY_READ_MAX 4096
 /* Seconds a closing device connection is drained after our last byte, so
  * that an unread request body does not turn our answer into a reset. */
 #define PROXY_LINGER 2

@@ -9,12 +9,18 @@
 #include "sockread.h"
 
 ssize_t
-sockread(evutil_socket_t fd, struct evbuffer *in, size_t max)
+sockread(evutil_socket_t fd, struct evbuffer *in, size_t high)
 {
 	struct evbuffer_iovec v;
+	size_t len = evbuffer_get_length(in), max;
 	ssize_t n;
 	int saved;
 
+	if (len >= high) {
+		errno = ENOBUFS;
+		return -1;
+	}
+	max = high - len < SOCKREAD_MAX ? high - len : SOCKREAD_MAX;
 	evbuffer_unfreeze(in, 0);
 	if (evbuffer_reserve_space(in, (ev_ssize_t)max, &v, 1) < 1) {
 		evbuffer_freeze(in, 0);

@@ -15,13 +15,19 @@
 
 struct evbuffer;
 
+/* The most one read takes (libevent's own reads take as much). */
+#define SOCKREAD_MAX 4096
+
 /*
- * Reads at most `max` (> 0) bytes from `fd` to the end of `in`, the input
- * of a socket bufferevent.  Such a bufferevent keeps the end of its input
- * frozen but for its own reads: it is thawed for this one and left frozen.  Returns what read() returned:
- * the count, 0 at end of file, or -1 with errno set (EAGAIN when nothing
- * waits, ENOMEM when the evbuffer could not make room).
+ * Reads from `fd` to the end of `in`, the input of a socket bufferevent:
+ * at most SOCKREAD_MAX bytes, and no more than `in` can take before it
+ * holds `high` (its read watermark).  Such a bufferevent keeps the end of
+ * its input frozen but for its own reads: it is thawed for this one and
+ * left frozen.  Returns what read() returned: the count, 0 at end of
+ * file, or -1 with errno set (EAGAIN when nothing waits); without reading,
+ * -1 with ENOBUFS when `in` holds `high` bytes already, and with ENOMEM
+ * when the evbuffer could not make room.
  */
-ssize_t sockread(evutil_socket_t fd, struct evbuffer *in, size_t max);
+ssize_t sockread(evutil_socket_t fd, struct evbuffer *in, size_t high);
 
 #endif

@@ -38,13 +38,11 @@
  * is the timeout of our read event.
  */
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -63,8 +61,6 @@
 /* We stop reading the socket this far ahead of the engine (one full
  * record and a bit): TCP backpressure reaches the server. */
 #define TT_TCP_READ_HIGH (TLS13_MAX_RECORD + 1024)
-/* The most one read takes (libevent's own reads take as much). */
-#define TT_TCP_READ_MAX 4096
 /* Sealed records queued on the socket beyond this stop the sealing: the
  * session's output then fills and proxy.c stops reading the device.  The
  * filter seals again once the socket drains to the low mark. */
@@ -564,9 +560,7 @@ static void
 tt_sock_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct tt_conn *t = arg;
-	struct evbuffer *in = bufferevent_get_input(t->tcp);
 	bufferevent_data_cb rcb;
-	size_t len, want;
 	ssize_t n;
 
 	/* libevent frees the filter, and with it us, from the event loop
@@ -583,17 +577,15 @@ tt_sock_read(evutil_socket_t fd, short what, void *arg)
 		if (!(what & EV_READ))
 			return;
 	}
-	len = evbuffer_get_length(in);
-	if (len >= TT_TCP_READ_HIGH) {
+	if ((n = sockread(fd, bufferevent_get_input(t->tcp),
+	    TT_TCP_READ_HIGH)) > 0) {
+		tt_tcp_read(t->tcp, t);
+		return;
+	}
+	if (n == -1 && errno == ENOBUFS) {
 		/* tt_filter_in() reads again once the engine took some. */
 		t->rd_full = 1;
 		(void)event_del(t->rd);
-		return;
-	}
-	want = TT_TCP_READ_HIGH - len;
-	if ((n = sockread(fd, in, want < TT_TCP_READ_MAX ? want :
-	    TT_TCP_READ_MAX)) > 0) {
-		tt_tcp_read(t->tcp, t);
 		return;
 	}
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))

@@ -1,8 +1,8 @@
 /*
  * Unit tests of sockread.c: one read from a socket into a socket
- * bufferevent's input, as much as asked and no more, end of file and
- * "nothing waits" told apart, and the input's end left frozen as the
- * bufferevent keeps it.
+ * bufferevent's input, up to its watermark and no further, none at all
+ * once the input holds that much, end of file and "nothing waits" told
+ * apart, and the input's end left frozen as the bufferevent keeps it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +26,7 @@ test_reads(void **state)
 	struct event_base *base = event_base_new();
 	struct bufferevent *bev;
 	struct evbuffer *in;
+	static char big[SOCKREAD_MAX + 100];
 	char buf[16];
 	int sv[2];
 
@@ -42,8 +43,13 @@ test_reads(void **state)
 	assert_int_equal(errno, EAGAIN);
 	assert_int_equal(evbuffer_get_length(in), 0);
 	assert_int_equal(write(sv[1], "0123456789", 10), 10);
-	/* At most what was asked for ... */
+	/* Up to the watermark ... */
 	assert_int_equal(sockread(sv[0], in, 4), 4);
+	assert_int_equal(evbuffer_get_length(in), 4);
+	/* ... and not a byte once the input holds that much ... */
+	errno = 0;
+	assert_int_equal(sockread(sv[0], in, 4), -1);
+	assert_int_equal(errno, ENOBUFS);
 	assert_int_equal(evbuffer_get_length(in), 4);
 	/* ... appended, and the rest the next time. */
 	assert_int_equal(sockread(sv[0], in, 4096), 6);
@@ -51,6 +57,12 @@ test_reads(void **state)
 	assert_memory_equal(buf, "0123456789", 10);
 	/* The end is frozen again: only libevent's reads (and ours) add. */
 	assert_int_equal(evbuffer_add(in, "x", 1), -1);
+	/* At most SOCKREAD_MAX per read, however high the watermark. */
+	assert_int_equal(write(sv[1], big, sizeof(big)), (ssize_t)sizeof(big));
+	assert_int_equal(sockread(sv[0], in, 1 << 20), SOCKREAD_MAX);
+	assert_int_equal(sockread(sv[0], in, 1 << 20),
+	    (ssize_t)sizeof(big) - SOCKREAD_MAX);
+	evbuffer_drain(in, sizeof(big));
 	/* End of file. */
 	close(sv[1]);
 	assert_int_equal(sockread(sv[0], in, 4), 0);
