@@ -83,6 +83,10 @@ struct tt {
 	int connected, eof, error, srv_eof;
 	int srv_closed_after_write;
 	size_t srv_stop;              /* > 0: stop the loop at this many */
+	/* openssl_read_ahead: pause after the first read callback, which
+	 * has run, and the socket bytes read by then. */
+	int ra_pause, ra_first_done;
+	uint64_t ra_read_first;
 	char err[160];
 };
 
@@ -424,12 +428,12 @@ ra_read(struct bufferevent *bev, void *arg)
 		assert_memory_equal(buf, t->want + t->got, n);
 		t->got += n;
 	}
-	if (t->since_pause == 0) {
+	if (!t->ra_first_done) {
 		/* The first callback: both records came in one read. */
-		t->since_pause = 1;
-		t->srv_got = BIO_number_read(SSL_get_rbio(
+		t->ra_first_done = 1;
+		t->ra_read_first = BIO_number_read(SSL_get_rbio(
 		    bufferevent_openssl_get_ssl(bev)));
-		if (t->srv_stop) {
+		if (t->ra_pause) {
 			struct timeval tv = { 0, PAUSE_MS * 1000 };
 
 			bufferevent_disable(bev, EV_READ);
@@ -470,16 +474,15 @@ openssl_read_ahead(struct tt *t, int pause)
 	    bufferevent_openssl_get_ssl(t->cli)));
 	assert_int_equal(SSL_write(srv, t->want, 8), 8);
 	assert_int_equal(SSL_write(srv, t->want + 8, 12), 12);
-	t->srv_stop = (size_t)pause;
+	t->ra_pause = pause;
 	event_base_dispatch(t->base);
 	assert_int_equal(t->error, 0);
 	assert_int_equal(t->got, 20);
 	/* Two TLS 1.3 records: 5 + 8 + 1 + 16 and 5 + 12 + 1 + 16 bytes,
 	 * all read by the first read. */
-	assert_int_equal(t->srv_got - before, 30 + 34);
+	assert_int_equal(t->ra_read_first - before, 30 + 34);
 	assert_int_equal(BIO_number_read(SSL_get_rbio(
 	    bufferevent_openssl_get_ssl(t->cli))) - before, 30 + 34);
-	t->srv_stop = 0;
 	tt_close_client(t);
 }
 
